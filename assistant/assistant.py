@@ -1,0 +1,93 @@
+"""The Assistant: one object that every front end shares.
+
+    assistant = Assistant.open("indexes/starter")
+    first = assistant.ask("What is the role of CAR T cells in solid tumours?")
+    follow = assistant.ask("What about its toxicities?", history=[first])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from assistant.compose import ExtractiveComposer
+from assistant.condense import condense
+from assistant.embedding import load_embedder
+from assistant.index import Index
+from assistant.retrieval import Retriever
+from assistant.settings import Settings
+from assistant.types import Answer, Turn
+
+
+class QuestionError(ValueError):
+    """The question cannot be asked as given (empty, too long)."""
+
+
+class Assistant:
+    def __init__(self, index: Index, settings: Settings):
+        self.settings = settings
+        self.index = index
+        self.embedder = load_embedder(settings.embedder, settings.device,
+                                      settings.embed_batch_size)
+        self.retriever = Retriever(index, self.embedder, settings)
+        self.composer = make_composer(self.embedder, settings)
+
+    @classmethod
+    def open(cls, index_path: str | Path | None = None,
+             settings: Settings | None = None) -> "Assistant":
+        settings = settings or Settings()
+        if index_path is not None:
+            settings = settings.with_overrides(index_path=Path(index_path))
+        return cls(Index.open(settings.index_path, settings), settings)
+
+    def check_question(self, question: str) -> str:
+        if not isinstance(question, str) or not question.strip():
+            raise QuestionError("the question is empty: type a clinical question")
+        if len(question) > self.settings.max_question_chars:
+            raise QuestionError(
+                f"the question is {len(question)} characters long; the limit is "
+                f"{self.settings.max_question_chars} (ASSISTANT_MAX_QUESTION_CHARS): "
+                "ask a shorter, focused question")
+        return question.strip()
+
+    def ask(self, question: str, history: Sequence[Turn | Answer] = ()) -> Answer:
+        """Answer a question, reading it in the light of earlier turns."""
+        question = self.check_question(question)
+        turns = as_turns(history)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        standalone = condense(question, turns)
+        timings["condense"] = time.perf_counter() - started
+        vector, found = self.retriever.retrieve(standalone)
+        timings["retrieve"] = time.perf_counter() - started - timings["condense"]
+        answer = self.composer.compose(question, standalone, vector, found, self.index.documents)
+        timings["total"] = time.perf_counter() - started
+        timings["compose"] = timings["total"] - timings["retrieve"] - timings["condense"]
+        answer.timings_ms = {k: round(v * 1000, 2) for k, v in timings.items()}
+        return answer
+
+    def ask_stream(self, question: str, history: Sequence[Turn | Answer] = ()
+                   ) -> Iterator[dict]:
+        """Events for clients that show text as it comes: ``{"type": "delta", "text"}``
+        pieces of the rendered Markdown, then ``{"type": "answer", "answer": Answer}``.
+        The final answer is the complete, checked one; deltas are only a preview."""
+        answer = self.ask(question, history)
+        for line in answer.to_markdown().splitlines(keepends=True):
+            yield {"type": "delta", "text": line}
+        yield {"type": "answer", "answer": answer}
+
+
+def as_turns(history: Sequence[Turn | Answer]) -> list[Turn]:
+    return [t if isinstance(t, Turn) else Turn(question=t.question,
+                                               standalone_query=t.standalone_query)
+            for t in history]
+
+
+def make_composer(embedder, settings: Settings):
+    """The composer named by settings.composer."""
+    if settings.composer == "llm":
+        from assistant.llm import LLMComposer  # optional: needs a model server
+
+        return LLMComposer(embedder, settings)
+    return ExtractiveComposer(embedder, settings)

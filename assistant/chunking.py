@@ -1,0 +1,49 @@
+"""Chunking: documents into passages that fit the embedder's window.
+
+Token counts use the embedder's own word-piece tokenizer, so a passage plus its header
+(document title and section) never exceeds the window and nothing is silently truncated.
+Sections are split separately, so every passage keeps its section title.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from llama_index.core.node_parser import SentenceSplitter
+
+from assistant.types import Document, Passage
+
+MAX_HEADER_TOKENS = 48
+
+
+def passage_header(title: str, section: str) -> str:
+    """What is embedded in front of a passage: where it comes from."""
+    return f"{title} — {section}" if section else title
+
+
+class Chunker:
+    def __init__(self, tokenize: Callable[[str], list], chunk_tokens: int, overlap: int):
+        self.tokenize = tokenize
+        self.splitter = SentenceSplitter(
+            chunk_size=chunk_tokens, chunk_overlap=min(overlap, chunk_tokens // 4),
+            tokenizer=tokenize, paragraph_separator="\n\n",
+        )
+
+    def _header(self, title: str, section: str) -> str:
+        header = passage_header(title, section)
+        while len(self.tokenize(header)) > MAX_HEADER_TOKENS:  # very long titles
+            header = header[: int(len(header) * 0.8)].rstrip() + "…"
+        return header
+
+    def chunk(self, doc: Document) -> list[Passage]:
+        passages: list[Passage] = []
+        for section, text in doc.sections:
+            header = self._header(doc.title, section)
+            for piece in self.splitter.split_text_metadata_aware(text, header):
+                piece = piece.strip()
+                if piece:
+                    passages.append(Passage(
+                        id=f"{doc.id}#{len(passages)}", doc_id=doc.id, kind=doc.kind,
+                        section=section, text=piece,
+                    ))
+        return passages

@@ -1,0 +1,122 @@
+"""The `assistant` command: ingest, ask, chat. A thin layer over Assistant and ingest()."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from assistant.readers import FORMATS
+from assistant.settings import Settings
+
+SEED_QUESTION = (
+    "What is the role of Chimeric Antigen Receptor (CAR) T cells in the treatment of "
+    "solid organ malignancies?"
+)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings().with_overrides(index_path=args.index, top_k=getattr(args, "top_k", None))
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from assistant.index import ingest
+
+    report = ingest(args.paths, _settings(args), kind=args.kind, fmt=args.format,
+                    rebuild=args.rebuild, progress=not args.quiet)
+    print(report.summary())
+    return 0
+
+
+def _open(args: argparse.Namespace):
+    from assistant.assistant import Assistant
+
+    return Assistant.open(settings=_settings(args))
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    answer = _open(args).ask(args.question)
+    if args.json:
+        print(answer.model_dump_json(indent=2))
+    else:
+        print(answer.to_markdown() if args.markdown else answer.to_text())
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from assistant.assistant import QuestionError
+
+    assistant = _open(args)
+    history = []
+    print("Clinical follow-up assistant. Ask a question; /new starts over, /quit leaves.")
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if question in ("/quit", "/exit"):
+            return 0
+        if question == "/new":
+            history.clear()
+            print("(new conversation)")
+            continue
+        if not question:
+            continue
+        try:
+            answer = assistant.ask(question, history=history)
+        except QuestionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        if answer.standalone_query != answer.question:
+            print(f"(searched: {answer.standalone_query})")
+        print(answer.to_text())
+        history.append(answer)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="assistant", description="Cited guideline-then-research answers to clinical questions.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def with_index(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--index", type=Path, help="index folder (default: settings.index_path)")
+        return p
+
+    p = with_index(sub.add_parser("ingest", help="load, chunk, embed and store documents"))
+    p.add_argument("paths", nargs="+", help="files or folders (.md, .jsonl, PubMedQA/BioASQ .json)")
+    p.add_argument("--kind", choices=["guideline", "research"], help="override the documents' kind")
+    p.add_argument("--format", choices=FORMATS, default="auto")
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything into a fresh index")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+    p = with_index(sub.add_parser("ask", help="answer one question"))
+    p.add_argument("question", nargs="?", default=SEED_QUESTION)
+    p.add_argument("--top-k", type=int, dest="top_k")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="the structured answer as JSON")
+    out.add_argument("--markdown", action="store_true", help="the answer as Markdown")
+    p.set_defaults(func=cmd_ask)
+
+    p = with_index(sub.add_parser("chat", help="interactive session with follow-up questions"))
+    p.set_defaults(func=cmd_chat)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    from assistant.assistant import QuestionError
+    from assistant.index import IndexError_
+
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (QuestionError, IndexError_, ValidationError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

