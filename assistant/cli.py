@@ -103,6 +103,11 @@ def parser() -> argparse.ArgumentParser:
 
     p = with_index(sub.add_parser("chat", help="interactive session with follow-up questions"))
     p.set_defaults(func=cmd_chat)
+
+    # --- serve (HTTP API and web page): subparser added here -------------------------
+
+    # --- eval (offline evaluation): subparser added here ------------------------------
+
     return top
 
 
