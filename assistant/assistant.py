@@ -53,28 +53,52 @@ class Assistant:
 
     def ask(self, question: str, history: Sequence[Turn | Answer] = ()) -> Answer:
         """Answer a question, reading it in the light of earlier turns."""
-        question = self.check_question(question)
-        turns = as_turns(history)
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        standalone = condense(question, turns)
-        timings["condense"] = time.perf_counter() - started
-        vector, found = self.retriever.retrieve(standalone)
-        timings["retrieve"] = time.perf_counter() - started - timings["condense"]
-        answer = self.composer.compose(question, standalone, vector, found, self.index.documents)
-        timings["total"] = time.perf_counter() - started
-        timings["compose"] = timings["total"] - timings["retrieve"] - timings["condense"]
-        answer.timings_ms = {k: round(v * 1000, 2) for k, v in timings.items()}
-        return answer
+        *_, last = self._events(question, history, stream=False)
+        return last["answer"]
 
     def ask_stream(self, question: str, history: Sequence[Turn | Answer] = ()
                    ) -> Iterator[dict]:
         """Events for clients that show text as it comes: ``{"type": "delta", "text"}``
-        pieces of the rendered Markdown, then ``{"type": "answer", "answer": Answer}``.
+        pieces (the language model's text as it is generated, or the rendered Markdown of
+        an extractive answer), then ``{"type": "answer", "answer": Answer}``.
         The final answer is the complete, checked one; deltas are only a preview."""
+        if hasattr(self.composer, "compose_stream"):
+            yield from self._events(question, history, stream=True)
+            return
         answer = self.ask(question, history)
         for line in answer.to_markdown().splitlines(keepends=True):
             yield {"type": "delta", "text": line}
+        yield {"type": "answer", "answer": answer}
+
+    def _events(self, question: str, history: Sequence[Turn | Answer], stream: bool
+                ) -> Iterator[dict]:
+        question = self.check_question(question)
+        turns = as_turns(history)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        # A composer with a language model condenses follow-ups itself (see llm.py).
+        if hasattr(self.composer, "condense"):
+            standalone, note = self.composer.condense(question, turns)
+        else:
+            standalone, note = condense(question, turns), None
+        timings["condense"] = time.perf_counter() - started
+        vector, found = self.retriever.retrieve(standalone)
+        timings["retrieve"] = time.perf_counter() - started - timings["condense"]
+        standalone = getattr(standalone, "text", standalone)  # a SearchQuery or a string
+        args = (question, standalone, vector, found, self.index.documents)
+        if stream:
+            for event in self.composer.compose_stream(*args):
+                if event["type"] == "answer":
+                    answer = event["answer"]
+                else:
+                    yield event
+        else:
+            answer = self.composer.compose(*args)
+        timings["total"] = time.perf_counter() - started
+        timings["compose"] = timings["total"] - timings["retrieve"] - timings["condense"]
+        answer.timings_ms = {k: round(v * 1000, 2) for k, v in timings.items()}
+        if note:
+            answer.notes.insert(0, note)
         yield {"type": "answer", "answer": answer}
 
 

@@ -2,8 +2,8 @@
 
 The extractive composer cannot hallucinate: every body sentence is a sentence of a
 retrieved passage, quoted with the number of the document it came from. Sentences are
-ranked by their similarity to the standalone query (plus a share of their passage's
-score), near-duplicates are dropped, guideline sentences phrased as advice become the
+ranked by their similarity to the standalone query (plus shares of their passage's
+score and of the query's stemmed words they contain), near-duplicates are dropped, guideline sentences phrased as advice become the
 "key considerations", and references are numbered in reading order.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from assistant.embedding import Embedder
 from assistant.index import DocumentInfo
+from assistant.retrieval import lexical_tokens
 from assistant.settings import Settings
 from assistant.types import (
     NO_EVIDENCE,
@@ -39,7 +40,9 @@ _ADVICE = re.compile(
 _DANGLING = re.compile(r"^(this|these|that|those|it|they|such|however|in addition|also)\b", re.I)
 MIN_WORDS, MAX_WORDS = 6, 90
 PASSAGE_WEIGHT = 0.25
+LEXICAL_WEIGHT = 0.3
 DANGLING_PENALTY = 0.08
+SENTENCE_CACHE = 50_000
 
 
 def split_sentences(text: str) -> list[str]:
@@ -65,6 +68,13 @@ def _quotable(sentence: str) -> bool:
             and sum(c.isalpha() for c in sentence) > len(sentence) / 2)
 
 
+def _terms(text: str) -> set[str]:
+    """Stemmed content words, for the lexical share of a sentence's score."""
+    tokens = lexical_tokens([text])
+    inverse = {i: w for w, i in tokens.vocab.items()}
+    return {inverse[i] for i in tokens.ids[0]}
+
+
 @dataclass
 class _Candidate:
     text: str
@@ -79,6 +89,16 @@ class ExtractiveComposer:
 
     def __init__(self, embedder: Embedder, settings: Settings):
         self.embedder, self.settings = embedder, settings
+        self._vectors: dict[str, np.ndarray] = {}  # sentence -> vector, across questions
+
+    def _embed(self, sentences: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(s for s in sentences if s not in self._vectors))
+        if len(self._vectors) + len(missing) > SENTENCE_CACHE:
+            self._vectors.clear()
+        self._vectors.update(zip(missing, self.embedder.embed(missing)))
+        if not sentences:
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        return np.stack([self._vectors[s] for s in sentences])
 
     def compose(self, question: str, standalone_query: str, query_vector: np.ndarray,
                 found: dict[Kind, list[ScoredPassage]],
@@ -88,10 +108,13 @@ class ExtractiveComposer:
             for kind, hits in found.items() for hit in hits
             for s in split_sentences(hit.passage.text) if _quotable(s)
         ]
-        vectors = self.embedder.embed([c.text for c in candidates])
+        vectors = self._embed([c.text for c in candidates])
+        query_terms = _terms(standalone_query)
         for candidate, vector in zip(candidates, vectors):
             candidate.similarity = float(vector @ query_vector)
+            overlap = len(query_terms & _terms(candidate.text)) / max(len(query_terms), 1)
             candidate.score = (candidate.similarity + PASSAGE_WEIGHT * candidate.hit.score
+                               + LEXICAL_WEIGHT * overlap
                                - DANGLING_PENALTY * bool(_DANGLING.match(candidate.text)))
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
 

@@ -2,8 +2,8 @@
 
 Without a language model: a follow-up that leans on the conversation (a pronoun such as
 "its", an opener such as "what about", or too few words of its own) is joined with the
-topic of the previous standalone query, so "What about its toxicities?" after a CAR-T
-question searches "toxicities — chimeric antigen receptor (CAR) T cells ...".
+subject of the previous standalone query, so "What about its toxicities?" after "What is
+the role of CAR T cells in solid tumours?" searches "toxicities — CAR T cells".
 A self-contained question is searched as it is.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from assistant.types import Turn
 
@@ -50,17 +51,41 @@ def needs_context(question: str) -> bool:
     )
 
 
+_FRAMING = re.compile(
+    r"^\s*((what|which|how|why|when|who|where)\s+)?((is|are|was|were|does|do|did|can|could|"
+    r"should|would)\s+)?((the|a|an)\s+)?((current\s+)?(role|use|value|place|efficacy|"
+    r"evidence|benefit|purpose|indications?|mechanism)\s+(of|for)\s+)?((the|a|an)\s+)?", re.I)
+_QUALIFIER = re.compile(r"\s+\b(in|for|among|during|after|before|with|versus|vs|compared)\b\s+", re.I)
+MAX_TOPIC_WORDS = 12
+
+
 def topic_of(turn: Turn) -> str:
-    """The subject of an earlier turn: its standalone query without question framing."""
-    return " ".join(content_words(turn.standalone_query or turn.question))
+    """The subject of an earlier turn: the head of its standalone query, without the
+    question framing ("what is the role of") and qualifiers ("in the treatment of ..."),
+    so the follow-up's own words are not drowned by the earlier question's context."""
+    text = (turn.standalone_query or turn.question).strip().rstrip("?.! ")
+    text = _FRAMING.sub("", text, count=1)
+    head = _QUALIFIER.split(text, maxsplit=1)[0]
+    words = head.split() if len(content_words(head)) >= 1 else text.split()
+    return " ".join(words[:MAX_TOPIC_WORDS])
 
 
-def condense(question: str, history: Sequence[Turn]) -> str:
+@dataclass(frozen=True)
+class SearchQuery:
+    """What is searched: the standalone query, and for a follow-up its own words (the
+    focus), which retrieval weighs as much as the whole so the earlier topic does not
+    drown what is new."""
+
+    text: str
+    focus: str | None = None
+
+
+def condense(question: str, history: Sequence[Turn]) -> SearchQuery:
     question = " ".join(question.split())
     if not history or not needs_context(question):
-        return question
+        return SearchQuery(question)
     topic = topic_of(history[-1])
-    own = " ".join(content_words(_OPENERS.sub("", question))) or question
-    # Keep the topic once: a chain of follow-ups must not grow without bound.
-    topic_words = [w for w in topic.split() if w.lower() not in own.lower().split()]
-    return f"{own} — {' '.join(topic_words)}".strip(" —")
+    own = " ".join(content_words(_OPENERS.sub("", question)))
+    if not own or own.lower() in topic.lower():
+        return SearchQuery(topic)
+    return SearchQuery(f"{own} — {topic}", focus=own)

@@ -176,14 +176,20 @@ class Index:
                 f"index with this embedder (`assistant ingest ... --rebuild`)"
             )
 
-    def search(self, query: np.ndarray, kind: Kind, k: int) -> list[ScoredPassage]:
+    def search_rows(self, query: np.ndarray, kind: Kind, k: int) -> list[int]:
+        """Positions within ``self.rows[kind]`` of the k nearest passages, best first."""
         index = self.faiss[kind]
         if index.ntotal == 0:
             return []
-        scores, hits = index.search(query.reshape(1, -1), min(k, index.ntotal))
+        _, hits = index.search(query.reshape(1, -1), min(k, index.ntotal))
+        return [int(h) for h in hits[0] if h >= 0]
+
+    def search(self, query: np.ndarray, kind: Kind, k: int) -> list[ScoredPassage]:
+        """Dense search only: the k nearest passages of a kind with their cosine scores."""
         rows = self.rows[kind]
-        return [ScoredPassage(passage=self.passages[rows[h]], score=float(s))
-                for s, h in zip(scores[0], hits[0]) if h >= 0]
+        return [ScoredPassage(passage=self.passages[rows[h]],
+                              score=float(self.vectors[rows[h]] @ query))
+                for h in self.search_rows(query, kind, k)]
 
     # -- writing ----------------------------------------------------------------------
 

@@ -48,6 +48,9 @@ def _render(answer: Answer, markdown: bool) -> str:
         lines += [prefix + reference_line(r) for r in answer.references]
     else:
         lines.append("(none: no indexed passage was relevant enough to cite)")
+    if answer.notes:  # e.g. the language model failed and the extractive answer is shown
+        lines += [""] + [f"_Note: {note}_" if markdown else f"Note: {note}"
+                         for note in answer.notes]
     lines += ["", f"## {DISCLAIMER_HEADING}" if markdown else DISCLAIMER_HEADING,
               answer.disclaimer, "", answer.follow_up_prompt]
     return "\n".join(lines) + "\n"

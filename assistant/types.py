@@ -130,6 +130,10 @@ class Answer(BaseModel):
     abstained: bool = False
     composer: str = "extractive"
     timings_ms: dict[str, float] = {}
+    # What the language-model composer checked (sentences kept / re-cited / dropped) and
+    # anything the reader should know (a fallback to the extractive answer, and why).
+    checks: dict[str, int] = {}
+    notes: list[str] = []
 
     @computed_field  # type: ignore[prop-decorator]
     @property
