@@ -76,6 +76,29 @@ def cmd_chat(args: argparse.Namespace) -> int:
         history.append(answer)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    import uvicorn
+
+    settings = _settings(args).with_overrides(host=args.host, port=args.port)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    if args.workers > 1:  # each process builds its app from the environment
+        os.environ["ASSISTANT_INDEX_PATH"] = str(settings.index_path)
+        uvicorn.run("assistant.server:app_from_env", factory=True, host=settings.host,
+                    port=settings.port, workers=args.workers)
+        return 0
+    from assistant.assistant import Assistant
+    from assistant.server import create_app
+
+    assistant = Assistant.open(settings=settings)  # a missing index fails here, clearly
+    print(f"serving http://{settings.host}:{settings.port}/ (API docs at /docs)", flush=True)
+    uvicorn.run(create_app(settings, assistant=assistant), host=settings.host,
+                port=settings.port)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="assistant", description="Cited guideline-then-research answers to clinical questions.")
@@ -105,6 +128,13 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_chat)
 
     # --- serve (HTTP API and web page): subparser added here -------------------------
+    p = with_index(sub.add_parser("serve", help="HTTP API, OpenAI-compatible API and web page"))
+    p.add_argument("--host", help="address to listen on (default: settings.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: settings.port, 8000)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="API processes, each loading the index; they share the "
+                        "conversation store (SQLite file or PostgreSQL)")
+    p.set_defaults(func=cmd_serve)
 
     # --- eval (offline evaluation): subparser added here ------------------------------
 
