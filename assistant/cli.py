@@ -18,7 +18,8 @@ SEED_QUESTION = (
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings().with_overrides(index_path=args.index, top_k=getattr(args, "top_k", None))
+    return Settings().with_overrides(index_path=args.index, top_k=getattr(args, "top_k", None),
+                                     composer=getattr(args, "composer", None))
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -99,6 +100,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from assistant.eval import evaluate, load_gold, write_report
+
+    items = load_gold(args.questions, args.format, args.limit)
+    name = args.out.name if args.out else args.questions.stem.split(".")[0]
+    result = evaluate(_open(args), items, baselines=args.baselines,
+                      progress=not args.quiet, name=name)
+    out = write_report(result, args.out or Path("eval/reports") / name)
+    from assistant.eval.report import summary_table
+
+    print("\n".join(summary_table(result)))
+    s = result.summary["assistant"]
+    print(f"citation validity {s['citation_validity']:.3f}, answer shape {s['answer_shape']:.3f}, "
+          f"latency p50 {s['latency_p50_ms']:.0f} ms; report: {out}/report.md")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="assistant", description="Cited guideline-then-research answers to clinical questions.")
@@ -106,6 +124,12 @@ def parser() -> argparse.ArgumentParser:
 
     def with_index(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--index", type=Path, help="index folder (default: settings.index_path)")
+        return p
+
+    def with_composer(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--composer", choices=["extractive", "llm"],
+                       help="who writes the answer: quoted sentences (extractive, default) or "
+                            "a language model at settings.llm_base_url, citation-checked (llm)")
         return p
 
     p = with_index(sub.add_parser("ingest", help="load, chunk, embed and store documents"))
@@ -116,7 +140,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ingest)
 
-    p = with_index(sub.add_parser("ask", help="answer one question"))
+    p = with_composer(with_index(sub.add_parser("ask", help="answer one question")))
     p.add_argument("question", nargs="?", default=SEED_QUESTION)
     p.add_argument("--top-k", type=int, dest="top_k")
     out = p.add_mutually_exclusive_group()
@@ -124,7 +148,8 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--markdown", action="store_true", help="the answer as Markdown")
     p.set_defaults(func=cmd_ask)
 
-    p = with_index(sub.add_parser("chat", help="interactive session with follow-up questions"))
+    p = with_composer(with_index(
+        sub.add_parser("chat", help="interactive session with follow-up questions")))
     p.set_defaults(func=cmd_chat)
 
     # --- serve (HTTP API and web page): subparser added here -------------------------
@@ -137,6 +162,19 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     # --- eval (offline evaluation): subparser added here ------------------------------
+    p = with_index(sub.add_parser(
+        "eval", help="score answers and retrieval against a gold set (see eval/README.md)"))
+    p.add_argument("--questions", required=True, type=Path,
+                   help="gold set: own JSONL, PubMedQA ori_pqal.json, BioASQ golden JSON "
+                        "(file or folder) or MedQuAD JSONL(.gz)")
+    p.add_argument("--format", choices=["auto", "jsonl", "pubmedqa", "bioasq", "medquad"],
+                   default="auto")
+    p.add_argument("--baselines", action="store_true",
+                   help="also run BM25, dense and RRF baselines over the same passages")
+    p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--out", type=Path, help="report folder (default: eval/reports/<name>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
 
     return top
 
