@@ -87,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     if args.workers > 1:  # each process builds its app from the environment
         os.environ["ASSISTANT_INDEX_PATH"] = str(settings.index_path)
+        os.environ["ASSISTANT_COMPOSER"] = settings.composer
         uvicorn.run("assistant.server:app_from_env", factory=True, host=settings.host,
                     port=settings.port, workers=args.workers)
         return 0
@@ -153,7 +154,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_chat)
 
     # --- serve (HTTP API and web page): subparser added here -------------------------
-    p = with_index(sub.add_parser("serve", help="HTTP API, OpenAI-compatible API and web page"))
+    p = with_composer(with_index(
+        sub.add_parser("serve", help="HTTP API, OpenAI-compatible API and web page")))
     p.add_argument("--host", help="address to listen on (default: settings.host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: settings.port, 8000)")
     p.add_argument("--workers", type=int, default=1,
@@ -162,8 +164,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     # --- eval (offline evaluation): subparser added here ------------------------------
-    p = with_index(sub.add_parser(
-        "eval", help="score answers and retrieval against a gold set (see eval/README.md)"))
+    p = with_composer(with_index(sub.add_parser(
+        "eval", help="score answers and retrieval against a gold set (see eval/README.md)")))
     p.add_argument("--questions", required=True, type=Path,
                    help="gold set: own JSONL, PubMedQA ori_pqal.json, BioASQ golden JSON "
                         "(file or folder) or MedQuAD JSONL(.gz)")
