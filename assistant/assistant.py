@@ -28,6 +28,7 @@ class Assistant:
     def __init__(self, index: Index, settings: Settings):
         self.settings = settings
         self.index = index
+        limit_threads(settings.query_threads)
         self.embedder = load_embedder(settings.embedder, settings.device,
                                       settings.embed_batch_size)
         self.retriever = Retriever(index, self.embedder, settings)
@@ -100,6 +101,15 @@ class Assistant:
         if note:
             answer.notes.insert(0, note)
         yield {"type": "answer", "answer": answer}
+
+
+def limit_threads(threads: int) -> None:
+    """Size torch's and FAISS's thread pools for answering (see Settings.query_threads)."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
 
 
 def as_turns(history: Sequence[Turn | Answer]) -> list[Turn]:

@@ -1,0 +1,131 @@
+"""Answers over the starter corpus: shape invariants, follow-ups, abstention, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from assistant import Answer
+from assistant.assistant import QuestionError
+from assistant.cli import SEED_QUESTION
+from assistant.types import DISCLAIMER, NO_EVIDENCE, Section, Statement, citation_numbers
+
+TOXICITY = re.compile(r"cytokine release|neurotox|ICANS|HLH|toxicit|cytopeni|infection", re.I)
+
+
+def check_invariants(answer: Answer) -> None:
+    """What DESIGN.md requires of every answer, whatever produced it."""
+    text = answer.to_text()
+    assert answer.disclaimer == DISCLAIMER and DISCLAIMER in text
+    assert DISCLAIMER in answer.to_markdown()
+    assert json.loads(answer.model_dump_json())["disclaimer"] == DISCLAIMER
+    assert text.index("From the Guidelines") < text.index("From the Research") < text.index(
+        "References") < text.index("Professional medical disclaimer")
+    numbers = {r.number for r in answer.references}
+    assert set(citation_numbers(text)) == numbers
+    passages = {p.passage_id: (r.number, p.text) for r in answer.references for p in r.passages}
+    for statement in answer.statements():
+        assert statement.citations and set(statement.citations) <= numbers
+        # Extractive: each sentence is quoted from a passage it cites.
+        assert any(statement.text in passages[pid][1] and passages[pid][0] in statement.citations
+                   for pid in statement.passage_ids)
+    kinds = [r.kind for r in answer.references]
+    assert kinds == sorted(kinds, key=["guideline", "research"].index) or answer.guidelines.key_points
+
+
+def test_seed_question(starter_assistant):
+    answer = starter_assistant.ask(SEED_QUESTION)
+    check_invariants(answer)
+    assert not answer.abstained
+    assert answer.guidelines.statements and answer.research.statements
+    assert {r.kind for r in answer.references} == {"guideline", "research"}
+    for ref in answer.references:
+        assert ref.title and ref.source and (ref.url or ref.pmid or ref.doi)
+    cited = " ".join(p.text for r in answer.references for p in r.passages)
+    assert re.search(r"solid|neuroblastoma|sarcoma|glioma", cited, re.I)
+    assert answer.standalone_query == SEED_QUESTION
+
+
+def test_follow_up_is_read_in_context(starter_assistant):
+    first = starter_assistant.ask(SEED_QUESTION)
+    follow = starter_assistant.ask("What about its toxicities?", history=[first])
+    check_invariants(follow)
+    assert "CAR" in follow.standalone_query and "toxicities" in follow.standalone_query
+    cited = [p.text for r in follow.references for p in r.passages]
+    assert sum(bool(TOXICITY.search(t)) for t in cited) >= len(cited) / 2
+    assert all(TOXICITY.search(s.text) or "CAR" in s.text for s in follow.statements())
+
+    # Without the conversation the same words are not about CAR T cells at all.
+    alone = starter_assistant.ask("What about its toxicities?")
+    assert alone.standalone_query == "What about its toxicities?"
+
+
+def test_self_contained_follow_up_is_searched_as_is(starter_assistant):
+    first = starter_assistant.ask(SEED_QUESTION)
+    answer = starter_assistant.ask("How is cytokine release syndrome managed?", history=[first])
+    assert answer.standalone_query == "How is cytokine release syndrome managed?"
+    check_invariants(answer)
+    assert re.search(r"tocilizumab|corticosteroid|steroid", answer.to_text(), re.I)
+
+
+@pytest.mark.parametrize("question", [
+    "What is the capital of France?",
+    "How do I bake sourdough bread at home?",
+])
+def test_off_topic_question_abstains(starter_assistant, question):
+    answer = starter_assistant.ask(question)
+    check_invariants(answer)
+    assert answer.abstained and not answer.references and not answer.statements()
+    assert answer.guidelines.notice == NO_EVIDENCE == answer.research.notice
+    assert NO_EVIDENCE in answer.to_text()
+
+
+@pytest.mark.parametrize("question, message", [
+    ("", "empty"), ("   \n", "empty"), ("x" * 5000, "limit is 2000"),
+])
+def test_bad_questions_are_refused_clearly(starter_assistant, question, message):
+    with pytest.raises(QuestionError, match=message):
+        starter_assistant.ask(question)
+
+
+def test_json_answer_round_trip(starter_assistant):
+    answer = starter_assistant.ask(SEED_QUESTION)
+    data = json.loads(answer.model_dump_json())
+    assert list(data)[:4] == ["question", "standalone_query", "guidelines", "research"]
+    assert data["follow_up_prompt"] == "Have a follow-up question?"
+    again = Answer.model_validate(data)
+    assert again.to_text() == answer.to_text()
+
+
+def test_answer_model_refuses_broken_citations():
+    body = Section(kind="guideline", heading="From the Guidelines",
+                   statements=[Statement(text="A sentence.", citations=[2], passage_ids=["d#0"])])
+    with pytest.raises(ValidationError, match="resolve to no reference"):
+        Answer(question="q", standalone_query="q", guidelines=body,
+               research=Section(kind="research", heading="From the Research"), references=[])
+    with pytest.raises(ValidationError, match="guidelines first"):
+        Answer(question="q", standalone_query="q",
+               guidelines=Section(kind="research", heading="x"),
+               research=Section(kind="guideline", heading="y"), references=[])
+
+
+def test_cli_ask_json_and_chat(starter_index):
+    asked = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "ask", SEED_QUESTION, "--index",
+         str(starter_index), "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(asked.stdout)["disclaimer"] == DISCLAIMER
+
+    chat = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "chat", "--index", str(starter_index)],
+        input=f"{SEED_QUESTION}\n\nWhat about its toxicities?\n/new\nWhat about its toxicities?\n/quit\n",
+        capture_output=True, text=True, check=True, timeout=300)
+    assert chat.stdout.count("Professional medical disclaimer") == 3
+    assert "(searched: toxicities — Chimeric Antigen Receptor (CAR) T cells)" in chat.stdout
+    assert "(new conversation)" in chat.stdout
+    # After /new the follow-up has no context left to lean on.
+    assert chat.stdout.count("(searched:") == 1
