@@ -329,7 +329,7 @@ def check_drafts(drafts: list[Draft], checker: SupportChecker, embedder: Embedde
     seen: set[str] = set()
     for draft, vector in zip(drafts, vectors):
         counts["sentences"] += 1
-        key = " ".join(draft.text.lower().split())
+        key = " ".join(re.findall(r"\w+", draft.text.lower()))
         unusable = ("duplicate" if key in seen else "instruction" if _INSTRUCTION.search(
             draft.text) else "fragment" if len(draft.text.split()) < MIN_WORDS else None)
         if unusable:
