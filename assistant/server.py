@@ -63,21 +63,18 @@ READY_CACHE_S = 30.0
 
 # -- the API contract ------------------------------------------------------------------
 
+_CONTROL = {c: " " for c in [*range(0, 9), 11, 12, *range(14, 32), 127]}
+
+
 def _clean_text(text: str) -> str:
-    """Refuse text that cannot be stored or logged safely: NUL and other control
-    characters, and lone surrogates (not encodable as UTF-8)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("the text is not valid Unicode (lone surrogate)") from None
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
-        raise ValueError("the text contains control characters")
-    return text
+    """Control characters (NUL among them, which PostgreSQL cannot store) become spaces."""
+    return text.translate(_CONTROL)
 
 
 Question = Annotated[
     str,
-    Field(min_length=1, pattern=r"\S", description="A clinical question (not only spaces)",
+    Field(min_length=1, pattern=r"[^\s\x00-\x1f\x7f]",
+          description="A clinical question (with at least one visible character)",
           examples=["What is the role of CAR T cells in solid tumours?"]),
     AfterValidator(_clean_text),
 ]
@@ -208,7 +205,20 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 COMMON_ERRORS = _errors(400, 401, 413, 422, 429)
-SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+
+def _sse_doc(description: str, events: list[str] | None = None) -> dict:
+    """An OpenAPI 3.1 text/event-stream response: the schema describes each event."""
+    event = {"type": "string", **({"enum": events} if events else {})}
+    return {"description": description, "content": {"text/event-stream": {"schema": {
+        "type": "object", "required": ["data"],
+        "properties": {"event": event, "data": {"type": "string"}}}}}}
+
+
+ASK_STREAM = _sse_doc(
+    "With `stream: true`: `delta` events (`{\"text\": ...}`, Markdown as it comes), then "
+    "one `answer` event (an AskResponse), or an `error` event (an ErrorResponse).",
+    ["delta", "answer", "error"])
+CHAT_STREAM = _sse_doc("With `stream: true`: chat.completion.chunk objects, then `[DONE]`.")
 
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
@@ -394,8 +404,10 @@ def _openai_history(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
                             "(role \"user\")")
     questions = [m.text() for m in messages if m.role == "user"]
     history: list[Turn] = []
-    for question in questions[:-1]:
-        history.append(Turn(question=question, standalone_query=condense(question, history)))
+    for question in questions[:-1]:  # what the assistant searched when it answered them
+        searched = condense(question, history)
+        history.append(Turn(question=question,
+                            standalone_query=getattr(searched, "text", searched)))
     return questions[-1], history
 
 
@@ -514,7 +526,7 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
 
     @app.post("/v1/conversations", status_code=201, response_model=AskResponse,
               tags=["conversations"], summary="Start a conversation with a question",
-              responses={**COMMON_ERRORS, 200: {"description": "stream", "content": SSE}})
+              responses={**COMMON_ERRORS, 200: ASK_STREAM})
     def start_conversation(body: AskRequest, service: ServiceDep, owner: OwnerDep):
         return _ask(service, owner, None, body.question, body.stream)
 
@@ -522,7 +534,7 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
               response_model=AskResponse, tags=["conversations"],
               summary="Ask a follow-up question in a conversation",
               responses={**COMMON_ERRORS, **_errors(404, 409),
-                         200: {"description": "stream", "content": SSE}})
+                         200: ASK_STREAM})
     def follow_up(conversation_id: ConversationId, body: AskRequest, service: ServiceDep,
                   owner: OwnerDep):
         return _ask(service, owner, conversation_id, body.question, body.stream)
@@ -549,7 +561,7 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion, tags=["openai"],
               summary="OpenAI-compatible chat completion (the messages are the conversation)",
-              responses={**COMMON_ERRORS, 200: {"content": SSE}})
+              responses={**COMMON_ERRORS, 200: CHAT_STREAM})
     def chat_completions(body: ChatCompletionRequest, service: ServiceDep, owner: OwnerDep):
         question, history = _openai_history(body.messages)
         limit = service.settings.max_turns_per_conversation
@@ -624,7 +636,26 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
         return FileResponse(WEB_DIR / "index.html")
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    if not settings.api_keys:
+        _document_without_auth(app)
     return app
+
+
+def _document_without_auth(app: FastAPI) -> None:
+    """Without configured keys nothing is checked, so the OpenAPI claims no security."""
+    full_schema = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = full_schema()
+            schema.get("components", {}).pop("securitySchemes", None)
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    operation.pop("security", None)
+                    operation.get("responses", {}).pop("401", None)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def app_from_env() -> FastAPI:
