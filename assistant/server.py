@@ -660,4 +660,5 @@ def _document_without_auth(app: FastAPI) -> None:
 
 def app_from_env() -> FastAPI:
     """For `uvicorn --factory assistant.server:app_from_env` (e.g. with --workers)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     return create_app(Settings())
