@@ -12,7 +12,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from assistant.compose import ExtractiveComposer
-from assistant.condense import condense
+from assistant.abbreviations import expand
+from assistant.abbreviations import mine as mine_abbreviations
+from assistant.condense import SearchQuery, condense
 from assistant.embedding import load_embedder
 from assistant.index import Index
 from assistant.retrieval import Retriever
@@ -32,6 +34,7 @@ class Assistant:
         self.embedder = load_embedder(settings.embedder, settings.device,
                                       settings.embed_batch_size)
         self.retriever = Retriever(index, self.embedder, settings)
+        self.abbreviations = mine_abbreviations(p.text for p in index.passages)
         self.composer = make_composer(self.embedder, settings)
 
     @classmethod
@@ -82,11 +85,15 @@ class Assistant:
             standalone, note = self.composer.condense(question, turns)
         else:
             standalone, note = condense(question, turns), None
+        if isinstance(standalone, str):
+            standalone = SearchQuery(standalone)
+        standalone = SearchQuery(  # spell out the corpus's abbreviations: "CRS" -> ...
+            expand(standalone.text, self.abbreviations),
+            standalone.focus and expand(standalone.focus, self.abbreviations))
         timings["condense"] = time.perf_counter() - started
         vector, found = self.retriever.retrieve(standalone)
         timings["retrieve"] = time.perf_counter() - started - timings["condense"]
-        standalone = getattr(standalone, "text", standalone)  # a SearchQuery or a string
-        args = (question, standalone, vector, found, self.index.documents)
+        args = (question, standalone.text, vector, found, self.index.documents)
         if stream:
             for event in self.composer.compose_stream(*args):
                 if event["type"] == "answer":

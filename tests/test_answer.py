@@ -129,3 +129,27 @@ def test_cli_ask_json_and_chat(starter_index):
     assert "(new conversation)" in chat.stdout
     # After /new the follow-up has no context left to lean on.
     assert chat.stdout.count("(searched:") == 1
+
+
+def test_abbreviations_are_spelled_out_from_the_corpus(starter_assistant):
+    assert starter_assistant.abbreviations["CRS"] == "cytokine release syndrome"
+    answer = starter_assistant.ask("How is CRS in Mr Smith managed?")
+    assert answer.standalone_query == "How is CRS (cytokine release syndrome) in Mr Smith managed?"
+    check_invariants(answer)
+    assert not answer.abstained
+    assert all(re.search(r"CRS|cytokine release", s.text, re.I) for s in answer.statements())
+
+
+def test_abbreviation_mining_rules():
+    from assistant.abbreviations import expand, mine
+
+    found = mine([
+        "Immune effector cell–associated neurotoxicity syndrome (ICANS) follows CRS.",
+        "Cytokine release syndrome (CRS) is common. Tocilizumab (an IL-6R antibody) helps.",
+        "The trial (NCT01234567) enrolled patients (n = 30).",
+    ])
+    assert found == {"ICANS": "immune effector cell associated neurotoxicity syndrome",
+                     "CRS": "cytokine release syndrome"}
+    assert expand("ICANS and all CRS (cytokine release syndrome)?", found) == (
+        "ICANS (immune effector cell associated neurotoxicity syndrome) and all CRS "
+        "(cytokine release syndrome)?")
