@@ -62,10 +62,15 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
+_SOURCE_CITATION = re.compile(r"\[\d+(?:\s*[,\u2013-]\s*\d+)*\]")
+
+
 def _quotable(sentence: str) -> bool:
     words = sentence.split()
     return (MIN_WORDS <= len(words) <= MAX_WORDS and sentence[-1] in ".!?"
-            and sum(c.isalpha() for c in sentence) > len(sentence) / 2)
+            and sum(c.isalpha() for c in sentence) > len(sentence) / 2
+            # a source's own "[3]" would read as a citation of this answer's reference [3]
+            and not _SOURCE_CITATION.search(sentence))
 
 
 def _terms(text: str) -> set[str]:

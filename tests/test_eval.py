@@ -161,3 +161,13 @@ def test_eval_command(starter_index, tmp_path, capsys):
                  "--out", str(out), "--limit", "1", "--quiet"]) == 0
     assert "| assistant |" in capsys.readouterr().out
     assert len(json.loads((out / "report.json").read_text())["questions"]) == 1
+
+
+def test_source_citation_markers_are_not_quoted():
+    # Found by the PubMedQA run: a BioASQ snippet's own "[3]" quoted into an answer read as
+    # a citation of a reference [3] that the answer does not have (citation validity < 1).
+    from assistant.compose import _quotable
+
+    assert not _quotable("Receptive vocabulary was preserved to a degree similar to skills [3].")
+    assert not _quotable("Receptive vocabulary was preserved to a degree similar to skills [2, 5].")
+    assert _quotable("Receptive vocabulary was preserved to a degree similar to reading skills.")

@@ -211,7 +211,7 @@ def plot(result: EvalResult, data: dict[str, Any], out: Path) -> list[str]:
             ax.plot(ks, [m.mean([c[i] for c in curves]) for i in range(len(ks))],
                     marker=".", label=method)
     ax.set(xlabel="k (documents)", ylabel="recall@k", title=f"Recall@k — {result.name}",
-           ylim=(0, 1))
+           ylim=(0, 1), xticks=[1, 5, 10, 15, 20])
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
