@@ -80,7 +80,10 @@ class Runner:
         self.recorder = RecordingRetriever(assistant.retriever)
         self.passages = {p.id: (row, p) for row, p in enumerate(index.passages)}
         self.passage_docs = {p.id: p.doc_id for p in index.passages}
-        self.urls = {d.url: d.id for d in index.documents.values() if d.url}
+        self.urls: dict[str, set[str]] = {}
+        for d in index.documents.values():
+            if d.url:
+                self.urls.setdefault(d.url, set()).add(d.id)
         self.baselines = None
         if baselines:
             from assistant.eval.baselines import Baselines
@@ -89,8 +92,9 @@ class Runner:
         self._conversations: dict[tuple[str, ...], Answer] = {}
 
     def resolve_gold(self, ids: list[str]) -> set[str]:
-        """Gold ids are document ids or document URLs of the index."""
-        return {i if i in self.index.documents else self.urls.get(i, i) for i in ids}
+        """Gold ids are document ids or document URLs (every document with that URL)."""
+        return {doc for i in ids
+                for doc in ({i} if i in self.index.documents else self.urls.get(i, {i}))}
 
     def history(self, questions: list[str]) -> list[Answer]:
         """Ask the earlier questions of a conversation in turn (cached by prefix)."""
