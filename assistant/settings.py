@@ -67,10 +67,10 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(60.0, gt=0)
     llm_max_tokens: int = Field(512, ge=16)
     # Support check of each generated sentence against the passages it cites (llm.py):
-    # share of its content words found in them, and cosine similarity to their closest
-    # sentence. Both must be reached, and every number in it must appear in them.
-    llm_min_overlap: float = Field(0.6, ge=0, le=1)
-    llm_min_similarity: float = Field(0.6, ge=-1, le=1)
+    # share of its content words found in their two sentences closest to it, and cosine
+    # similarity to the closest. Both must be reached, and its numbers must appear there.
+    llm_min_overlap: float = Field(0.7, ge=0, le=1)
+    llm_min_similarity: float = Field(0.65, ge=-1, le=1)
 
     # Input limits.
     max_question_chars: int = Field(2000, ge=10)

@@ -162,7 +162,10 @@ def llama_server(tmp_path_factory) -> str:
     log = tmp_path_factory.mktemp("llama") / "server.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
+         # one thread: on a small shared machine, OpenMP threads that wait on each other
+         # made generation ten times slower than one thread
+         "--n_threads", "1", "--n_threads_batch", "1"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -463,13 +466,17 @@ def test_parse_output_reads_sections_bullets_and_markers():
     drafts = parse_output(
         "## From the Guidelines\nTocilizumab treats CRS [1]. Steroids are added [1, 2].\n"
         "**Key considerations:**\n- Monitor for fever [3]\n"
-        "RESEARCH:\n1. Early treatment lowered grade 4 CRS. [4-5]\n- None.\n")
+        "RESEARCH:\n1. Early treatment lowered grade 4 CRS. [4-5]\n- None.\n"
+        "- Small models cite like this (6).\n- An answer cut off at max_tok")
     assert [(d.text, d.numbers, d.slot) for d in drafts] == [
         ("Tocilizumab treats CRS.", [1], "guideline"),
         ("Steroids are added.", [1, 2], "guideline"),
         ("Monitor for fever", [3], "key"),
         ("Early treatment lowered grade 4 CRS.", [4, 5], "research"),
+        ("Small models cite like this.", [6], "research"),
+        ("An answer cut off at max_tok", [], "research"),
     ]
+    assert [d.cut for d in drafts] == [False] * 5 + [True]
 
 
 def test_llm_composer_is_chosen_by_settings(llm_index):
