@@ -3,12 +3,13 @@
 The extractive composer cannot hallucinate: every body sentence is a sentence of a
 retrieved passage, quoted with the number of the document it came from. Sentences are
 ranked by their similarity to the standalone query (plus shares of their passage's
-score and of the query's stemmed words they contain), near-duplicates are dropped, guideline sentences phrased as advice become the
+score and of the query's stemmed words they contain, rare words weighing more), near-duplicates are dropped, guideline sentences phrased as advice become the
 "key considerations", and references are numbered in reading order.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from assistant.embedding import Embedder
 from assistant.index import DocumentInfo
-from assistant.retrieval import lexical_tokens
+from assistant.retrieval import stems
 from assistant.settings import Settings
 from assistant.types import (
     NO_EVIDENCE,
@@ -73,11 +74,17 @@ def _quotable(sentence: str) -> bool:
             and not _SOURCE_CITATION.search(sentence))
 
 
-def _terms(text: str) -> set[str]:
-    """Stemmed content words, for the lexical share of a sentence's score."""
-    tokens = lexical_tokens([text])
-    inverse = {i: w for w, i in tokens.vocab.items()}
-    return {inverse[i] for i in tokens.ids[0]}
+def _query_term_weights(query: str, found: dict[Kind, list[ScoredPassage]]) -> dict[str, float]:
+    """Weight of each query word by how rare it is among the retrieved passages: a word
+    every passage shares ("CAR", "cell") tells sentences apart less than one few have
+    ("solid"). Words no retrieved passage contains cannot be matched and weigh nothing."""
+    passages = [stems(hit.passage.text) for hits in found.values() for hit in hits]
+    weights = {}
+    for term in stems(query):
+        df = sum(term in p for p in passages)
+        if df:
+            weights[term] = math.log(1 + len(passages) / df)
+    return weights
 
 
 @dataclass
@@ -114,10 +121,11 @@ class ExtractiveComposer:
             for s in split_sentences(hit.passage.text) if _quotable(s)
         ]
         vectors = self._embed([c.text for c in candidates])
-        query_terms = _terms(standalone_query)
+        weights = _query_term_weights(standalone_query, found)
+        total = sum(weights.values()) or 1.0
         for candidate, vector in zip(candidates, vectors):
             candidate.similarity = float(vector @ query_vector)
-            overlap = len(query_terms & _terms(candidate.text)) / max(len(query_terms), 1)
+            overlap = sum(weights.get(t, 0.0) for t in stems(candidate.text)) / total
             candidate.score = (candidate.similarity + PASSAGE_WEIGHT * candidate.hit.score
                                + LEXICAL_WEIGHT * overlap
                                - DANGLING_PENALTY * bool(_DANGLING.match(candidate.text)))

@@ -10,18 +10,20 @@ the query, so a passage that only shares a word with an off-topic question is no
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import bm25s
 import numpy as np
 
 from assistant.chunking import passage_header
-from assistant.condense import SearchQuery
+from assistant.condense import SearchQuery, content_words
 from assistant.embedding import Embedder
 from assistant.index import Index
 from assistant.settings import Settings
 from assistant.types import KINDS, Kind, ScoredPassage
 
 RRF_K = 60
+DISTINCTIVE_SHARE = 0.10  # a word in fewer passages than this tells questions apart
 
 try:  # stemming folds "toxicities" onto "toxicity"; optional
     import Stemmer
@@ -54,24 +56,52 @@ class LexicalIndex:
         return [int(r) for r, s in zip(rows[0], scores[0]) if s > 0]
 
 
+def stems(text: str) -> set[str]:
+    tokens = lexical_tokens([text])
+    inverse = {i: w for w, i in tokens.vocab.items()}
+    return {inverse[i] for i in tokens.ids[0]}
+
+
 class Retriever:
     def __init__(self, index: Index, embedder: Embedder, settings: Settings):
         index.check_embedder(embedder)
         self.index, self.embedder, self.settings = index, embedder, settings
-        self.lexical = {
-            kind: LexicalIndex([
-                passage_header(index.documents[index.passages[row].doc_id].title,
-                               index.passages[row].section) + "\n" + index.passages[row].text
-                for row in index.rows[kind]
-            ])
+        texts = {
+            kind: [passage_header(index.documents[index.passages[row].doc_id].title,
+                                  index.passages[row].section) + "\n" + index.passages[row].text
+                   for row in index.rows[kind]]
             for kind in KINDS
         }
+        self.lexical = {kind: LexicalIndex(texts[kind]) for kind in KINDS}
+        # Share of passages containing each stemmed word: what the corpus is "about".
+        counts: Counter[str] = Counter()
+        all_texts = texts["guideline"] + texts["research"]
+        tokens = lexical_tokens(all_texts) if all_texts else None
+        if tokens is not None:
+            inverse = {i: w for w, i in tokens.vocab.items()}
+            for ids in tokens.ids:
+                counts.update({inverse[i] for i in ids})
+        self.passage_share = {w: n / max(len(all_texts), 1) for w, n in counts.items()}
+
+    def focus_of(self, query: str) -> str | None:
+        """The query's words that are rare in this corpus, when they are only some of its
+        words: in a corpus about CAR T cells, "solid organ malignancies" is what tells the
+        seed question apart, not "chimeric antigen receptor T cells"."""
+        words = content_words(query)
+        rare = [w for w in words
+                if any(0 < self.passage_share.get(s, 0) < DISTINCTIVE_SHARE for s in stems(w))]
+        return " ".join(rare) if rare and len(rare) < len(words) else None
 
     def query_vector(self, query: str | SearchQuery) -> np.ndarray:
-        """The embedded query; a follow-up's own words weigh as much as the whole."""
-        if isinstance(query, str) or not query.focus:
-            return self.embedder.embed([str(getattr(query, "text", query))])[0]
-        both = self.embedder.embed([query.text, query.focus]).sum(axis=0)
+        """The embedded query. Its focus (a follow-up's own words, or else the words rare
+        in the corpus) weighs as much as the whole, so what the corpus always talks about
+        does not drown what the question is asking."""
+        if isinstance(query, str):
+            query = SearchQuery(query)
+        focus = query.focus or self.focus_of(query.text)
+        if not focus:
+            return self.embedder.embed([query.text])[0]
+        both = self.embedder.embed([query.text, focus]).sum(axis=0)
         return both / np.linalg.norm(both)
 
     def retrieve(self, query: str | SearchQuery, top_k: int | None = None

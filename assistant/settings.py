@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(30, ge=0)
 
     # Retrieval, per kind (guideline / research).
-    top_k: int = Field(6, ge=1, le=100, description="passages retrieved per kind")
+    top_k: int = Field(8, ge=1, le=100, description="passages retrieved per kind")
     min_passage_score: float = Field(
         0.35, description="cosine similarity below which a passage is not used"
     )
