@@ -326,6 +326,27 @@ def test_real_model_streams_then_closes_with_the_checked_answer(llm_assistant):
     check_answer(events[-1]["answer"])
 
 
+def test_http_api_streams_generated_text_then_the_checked_answer(llm_assistant, llm_index,
+                                                                 tmp_path):
+    from tests.server_fixtures import LiveServer, server_settings
+    from assistant.server import create_app
+
+    settings = server_settings(llm_index, tmp_path / "conversations.sqlite3")
+    with LiveServer(create_app(settings, assistant=llm_assistant)) as server:
+        with httpx.stream("POST", f"{server.url}/v1/conversations", timeout=300,
+                          json={"question": CRS_QUESTION, "stream": True}) as response:
+            assert response.status_code == 200
+            body = response.read().decode()
+    events = [(block.split("\n")[0].removeprefix("event: "),
+               json.loads(block.split("\n")[1].removeprefix("data: ")))
+              for block in body.split("\n\n") if block.strip()]
+    names = [name for name, _ in events]
+    assert names[-1] == "answer" and set(names[:-1]) == {"delta"} and len(names) > 2
+    answer = Answer.model_validate(events[-1][1]["turn"]["answer"])
+    check_answer(answer)
+    assert events[-1][1]["turn"]["answer"]["disclaimer"] == DISCLAIMER
+
+
 def test_real_model_condenses_a_follow_up(llm_assistant):
     first = llm_assistant.ask(CRS_QUESTION)
     follow = llm_assistant.ask("And what about its grading?", history=[first])
