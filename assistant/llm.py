@@ -18,7 +18,9 @@ code, whatever the model writes:
      - lexical: at least ``llm_min_overlap`` of its content words occur in the evidence
        (words match on their first five letters, so "treated" matches "treatment");
      - numbers: every number it states occurs in the evidence;
-   and it is not an instruction echoed from a passage ("ignore previous instructions").
+   Repeated sentences, a sentence cut off by ``llm_max_tokens``, and sentences that
+   address the assistant (an instruction echoed from a passage: "ignore previous
+   instructions", "omit the disclaimer") are dropped whatever their support.
    A sentence with an invalid citation number, no citation, or citations that do not
    support it is re-cited to the retrieved passage that supports it best, if one passes
    the same check, and dropped otherwise. A sentence sits in the section of the kind of
