@@ -18,7 +18,7 @@ code, whatever the model writes:
      - lexical: at least ``llm_min_overlap`` of its content words occur in the evidence
        (words match on their first five letters, so "treated" matches "treatment");
      - numbers: every number it states occurs in the evidence;
-   Repeated sentences, a sentence cut off by ``llm_max_tokens``, and sentences that
+   Repeated sentences, questions, a sentence cut off by ``llm_max_tokens``, and those that
    address the assistant (an instruction echoed from a passage: "ignore previous
    instructions", "omit the disclaimer") are dropped whatever their support.
    A sentence with an invalid citation number, no citation, or citations that do not
@@ -330,6 +330,17 @@ class SupportChecker:
             self.numbered[n].passage.kind == kind, self.similarity(vector, [n])))
 
 
+def _unusable(draft: Draft, repeated: bool) -> str | None:
+    """Why a sentence cannot be part of an answer whatever its support, if it cannot."""
+    if repeated:
+        return "duplicate"
+    if _INSTRUCTION.search(draft.text):
+        return "instruction"
+    if draft.cut or draft.text.endswith("?") or len(draft.text.split()) < MIN_WORDS:
+        return "fragment"
+    return None
+
+
 def check_drafts(drafts: list[Draft], checker: SupportChecker, embedder: Embedder
                  ) -> tuple[dict[str, list[Statement]], dict[str, int]]:
     """Statements per slot (guideline / key / research) that passed the check, and counts."""
@@ -341,8 +352,7 @@ def check_drafts(drafts: list[Draft], checker: SupportChecker, embedder: Embedde
     for draft, vector in zip(drafts, vectors):
         counts["sentences"] += 1
         key = " ".join(re.findall(r"\w+", draft.text.lower()))
-        unusable = ("duplicate" if key in seen else "instruction" if _INSTRUCTION.search(
-            draft.text) else "fragment" if draft.cut or len(draft.text.split()) < MIN_WORDS else None)
+        unusable = _unusable(draft, key in seen)
         if unusable:
             counts[unusable] += 1
             counts["dropped"] += 1
