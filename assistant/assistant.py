@@ -74,22 +74,28 @@ class Assistant:
             yield {"type": "delta", "text": line}
         yield {"type": "answer", "answer": answer}
 
+    def search_query(self, question: str, turns: Sequence[Turn], use_model: bool = True
+                     ) -> tuple[SearchQuery, str | None]:
+        """What is searched for a question in the light of earlier turns, and a note if
+        the language model could not condense it. Without a model (or with
+        ``use_model=False``) the no-model method of condense.py is used."""
+        if use_model and hasattr(self.composer, "condense"):  # see llm.py
+            standalone, note = self.composer.condense(question, list(turns))
+        else:
+            standalone, note = condense(question, list(turns)), None
+        if isinstance(standalone, str):
+            standalone = SearchQuery(standalone)
+        return SearchQuery(  # spell out the corpus's abbreviations: "CRS" -> ...
+            expand(standalone.text, self.abbreviations),
+            standalone.focus and expand(standalone.focus, self.abbreviations)), note
+
     def _events(self, question: str, history: Sequence[Turn | Answer], stream: bool
                 ) -> Iterator[dict]:
         question = self.check_question(question)
         turns = as_turns(history)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        # A composer with a language model condenses follow-ups itself (see llm.py).
-        if hasattr(self.composer, "condense"):
-            standalone, note = self.composer.condense(question, turns)
-        else:
-            standalone, note = condense(question, turns), None
-        if isinstance(standalone, str):
-            standalone = SearchQuery(standalone)
-        standalone = SearchQuery(  # spell out the corpus's abbreviations: "CRS" -> ...
-            expand(standalone.text, self.abbreviations),
-            standalone.focus and expand(standalone.focus, self.abbreviations))
+        standalone, note = self.search_query(question, turns)
         timings["condense"] = time.perf_counter() - started
         vector, found = self.retriever.retrieve(standalone)
         timings["retrieve"] = time.perf_counter() - started - timings["condense"]

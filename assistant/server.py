@@ -43,7 +43,6 @@ from starlette.exceptions import HTTPException
 
 from assistant import __version__
 from assistant.assistant import Assistant, QuestionError
-from assistant.condense import condense
 from assistant.settings import Settings
 from assistant.store import (
     ConversationFull,
@@ -396,18 +395,19 @@ def _ask(service: Service, owner: str, conversation_id: str | None, question: st
     return StreamingResponse(body(), media_type="text/event-stream", headers=_stream_headers())
 
 
-def _openai_history(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
+def _openai_history(assistant: Assistant, messages: list[ChatMessage]
+                    ) -> tuple[str, list[Turn]]:
     """The last user message is the question; earlier user messages are the
-    conversation, with the standalone query the assistant searched for each."""
+    conversation, with the standalone query the assistant searched for each (rebuilt
+    without a language model: cheap, and the same for every request)."""
     if messages[-1].role != "user":
         raise HTTPException(400, "the last message must be the user's question "
                             "(role \"user\")")
     questions = [m.text() for m in messages if m.role == "user"]
     history: list[Turn] = []
     for question in questions[:-1]:  # what the assistant searched when it answered them
-        searched = condense(question, history)
-        history.append(Turn(question=question,
-                            standalone_query=getattr(searched, "text", searched)))
+        searched, _ = assistant.search_query(question, history, use_model=False)
+        history.append(Turn(question=question, standalone_query=searched.text))
     return questions[-1], history
 
 
@@ -563,7 +563,7 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
               summary="OpenAI-compatible chat completion (the messages are the conversation)",
               responses={**COMMON_ERRORS, 200: CHAT_STREAM})
     def chat_completions(body: ChatCompletionRequest, service: ServiceDep, owner: OwnerDep):
-        question, history = _openai_history(body.messages)
+        question, history = _openai_history(service.assistant, body.messages)
         limit = service.settings.max_turns_per_conversation
         if len(history) >= limit:
             raise ConversationFull(f"the conversation has more than {limit} user messages "
