@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # share of its content words found in their two sentences closest to it, and cosine
     # similarity to the closest. Both must be reached, and its numbers must appear there.
     llm_min_overlap: float = Field(0.7, ge=0, le=1)
-    llm_min_similarity: float = Field(0.65, ge=-1, le=1)
+    llm_min_similarity: float = Field(0.70, ge=-1, le=1)
 
     # Input limits.
     max_question_chars: int = Field(2000, ge=10)
