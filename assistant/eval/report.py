@@ -268,7 +268,7 @@ def write_report(result: EvalResult, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     data = {
         "name": result.name, "started": result.started, "seconds": round(result.seconds, 1),
-        "git": git_commit(), "methods": result.methods, "summary": result.summary,
+        "git": result.git or git_commit(), "methods": result.methods, "summary": result.summary,
         "ratio_to_best_baseline": ratios(result) if len(result.methods) > 1 else None,
         "by_type": None, "definitions": DEFINITIONS, "notes": result.notes,
         "settings": result.settings, "index": result.index, "questions": result.records,

@@ -36,6 +36,7 @@ class EvalResult:
     started: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    git: dict[str, Any] = field(default_factory=dict)  # the code that ran, taken at the start
 
 
 def retrieval_scores(ranking: list[str], gold: set[str]) -> dict[str, Any]:
@@ -208,7 +209,10 @@ def summarise(records: list[dict[str, Any]], methods: list[str]) -> dict[str, di
 def evaluate(assistant: Assistant, items: list[GoldItem], baselines: bool = False,
              progress: bool = True, name: str = "eval") -> EvalResult:
     """Run every gold question through the assistant (and the baselines) and score it."""
+    from assistant.eval.report import git_commit
+
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    code = git_commit()
     clock = time.perf_counter()
     runner = Runner(assistant, baselines=baselines)
     methods = [ASSISTANT, *(BASELINES if baselines else ())]
@@ -225,7 +229,7 @@ def evaluate(assistant: Assistant, items: list[GoldItem], baselines: bool = Fals
         settings=assistant.settings.model_dump(mode="json"),
         index={"path": str(index.path), "build": index.build.name, "manifest": manifest,
                "ingest": _ingest_time(index.path)},
-        started=started, seconds=time.perf_counter() - clock)
+        started=started, seconds=time.perf_counter() - clock, git=code)
     missing = sum(len(r["gold_doc_ids"]) - r["gold_in_index"] for r in records)
     if missing:
         result.notes.append(f"{missing} gold document ids are not in the index; they count "
