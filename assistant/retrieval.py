@@ -125,7 +125,8 @@ class Retriever:
                 row = rows[local]
                 cosine = float(self.index.vectors[row] @ vector)
                 if cosine >= self.settings.min_passage_score:
-                    hits.append(ScoredPassage(passage=self.index.passages[row], score=cosine))
+                    hits.append(ScoredPassage(passage=self.index.passages[row], score=cosine,
+                                              fusion=fused[local]))
                 if len(hits) == top_k:
                     break
             found[kind] = hits

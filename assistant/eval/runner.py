@@ -125,9 +125,9 @@ class Runner:
         query, used = self.recorder.last  # what this answer was built from
         used_ids = {h.passage.id for hs in used.values() for h in hs}
         # The same retriever, query, embedder and relevance bar, only ranked deeper;
-        # both kinds merged by score.
+        # both kinds merged in the retriever's own (fusion) order.
         _, found = self.recorder.inner.retrieve(query, PASSAGES_PER_KIND)
-        hits = sorted((h for hs in found.values() for h in hs), key=lambda h: -h.score)
+        hits = sorted((h for hs in found.values() for h in hs), key=lambda h: (-h.fusion, -h.score))
         ranking = documents_of([h.passage.id for h in hits], self.passage_docs)
 
         citation_errors = m.citation_errors(answer, used_ids, self.passage_docs)
