@@ -59,7 +59,7 @@ def main() -> int:
     print(report.summary().splitlines()[0])
     print(f"ingest: {len(files)} documents, {report.passages_total} passages in "
           f"{report.seconds:.1f} s = {report.passages_total / report.seconds:.1f} passages/s "
-          "(load + chunk + embed + write, model already loaded excluded)")
+          "(read + chunk + embed + write, model load included)")
     again = ingest(files, settings, progress=False)
     print(f"re-ingest of the unchanged corpus: {again.seconds:.1f} s, "
           f"{again.passages_embedded} passages embedded")
