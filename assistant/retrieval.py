@@ -46,20 +46,32 @@ class LexicalIndex:
         if texts:
             self.bm25.index(lexical_tokens(texts), show_progress=False)
 
-    def search(self, query: str, k: int) -> list[int]:
-        if not self.size or not re.search(r"\w", query):
+    def search(self, query: str | list[str], k: int) -> list[int]:
+        """Rows of the k best passages with a positive score, best first (ties: lower
+        row first). ``query`` may be given as its words (``lexical_words``), so a query
+        searched in both kinds is tokenized once. Scores every passage in one call
+        (bm25s ``get_scores``): its ``retrieve`` costs more per query than the scoring."""
+        words = lexical_words(query) if isinstance(query, str) else query
+        if not self.size or not words:
             return []
-        tokens = lexical_tokens([query])
-        if not tokens.vocab:
-            return []
-        rows, scores = self.bm25.retrieve(tokens, k=min(k, self.size), show_progress=False)
-        return [int(r) for r, s in zip(rows[0], scores[0]) if s > 0]
+        scores = self.bm25.get_scores(words)
+        k = min(k, self.size)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.lexsort((top, -scores[top]))]
+        return [int(r) for r in top if scores[r] > 0]
+
+
+def lexical_words(text: str) -> list[str]:
+    """The stemmed, stopworded words of a text, as BM25 indexed them, in order."""
+    if not re.search(r"\w", text):
+        return []
+    tokens = lexical_tokens([text])
+    inverse = {i: w for w, i in tokens.vocab.items()}
+    return [inverse[i] for i in tokens.ids[0]]
 
 
 def stems(text: str) -> set[str]:
-    tokens = lexical_tokens([text])
-    inverse = {i: w for w, i in tokens.vocab.items()}
-    return {inverse[i] for i in tokens.ids[0]}
+    return set(lexical_words(text))
 
 
 class Retriever:
@@ -88,8 +100,13 @@ class Retriever:
         words: in a corpus about CAR T cells, "solid organ malignancies" is what tells the
         seed question apart, not "chimeric antigen receptor T cells"."""
         words = content_words(query)
-        rare = [w for w in words
-                if any(0 < self.passage_share.get(s, 0) < DISTINCTIVE_SHARE for s in stems(w))]
+        if not words:
+            return None
+        tokens = lexical_tokens(words)  # one call for all words
+        inverse = {i: w for w, i in tokens.vocab.items()}
+        rare = [w for w, ids in zip(words, tokens.ids)
+                if any(0 < self.passage_share.get(inverse[i], 0) < DISTINCTIVE_SHARE
+                       for i in ids)]
         return " ".join(rare) if rare and len(rare) < len(words) else None
 
     def query_vector(self, query: str | SearchQuery) -> np.ndarray:
@@ -110,12 +127,12 @@ class Retriever:
         top_k = top_k or self.settings.top_k
         depth = max(4 * top_k, 30)
         vector = self.query_vector(query)
-        query = query if isinstance(query, str) else query.text
+        words = lexical_words(query if isinstance(query, str) else query.text)
         found: dict[Kind, list[ScoredPassage]] = {}
         for kind in KINDS:
             rows = self.index.rows[kind]
             dense = self.index.search_rows(vector, kind, depth)
-            lexical = self.lexical[kind].search(query, depth)
+            lexical = self.lexical[kind].search(words, depth)
             fused: dict[int, float] = {}
             for ranking in (dense, lexical):
                 for rank, local in enumerate(ranking):
