@@ -32,7 +32,7 @@ class Assistant:
         self.index = index
         limit_threads(settings.query_threads)
         self.embedder = load_embedder(settings.embedder, settings.device,
-                                      settings.embed_batch_size)
+                                      settings.embed_batch_size, settings.embed_precision)
         self.retriever = Retriever(index, self.embedder, settings)
         self.abbreviations = mine_abbreviations(p.text for p in index.passages)
         self.composer = make_composer(self.embedder, settings)

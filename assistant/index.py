@@ -257,7 +257,8 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
     report = IngestReport(index_path=index_path)
     documents, report.skipped = load_paths(paths, kind=kind, fmt=fmt)
 
-    embedder = load_embedder(settings.embedder, settings.device, settings.embed_batch_size)
+    embedder = load_embedder(settings.embedder, settings.device, settings.embed_batch_size,
+                             settings.embed_precision)
     if settings.chunk_tokens + 2 > embedder.max_tokens:
         raise IngestError(f"chunk_tokens={settings.chunk_tokens} does not fit embedder "
                           f"{settings.embedder!r} window of {embedder.max_tokens} tokens")
@@ -327,6 +328,10 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
         return report
 
     if to_embed:
+        if settings.ingest_threads:
+            import torch
+
+            torch.set_num_threads(settings.ingest_threads)
         texts = [passage_header(titles[p.doc_id], p.section) + "\n" + p.text for p in to_embed]
         step = settings.embed_batch_size * 8
         parts = []
@@ -338,6 +343,10 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
         vector_parts.append(np.concatenate(parts))
     report.passages_embedded = len(to_embed)
 
+    # fp32 or bf16; "bf16+fp32" when an incremental ingest mixed them (they are compatible).
+    precisions = (set(previous.manifest.get("embed_precision", "fp32").split("+"))
+                  if previous is not None and len(passages) > len(to_embed) else set())
+    precisions |= {embedder.precision} if to_embed else set()
     dimension = embedder.dimension
     vectors = (np.concatenate(vector_parts) if vector_parts
                else np.zeros((0, dimension), dtype=np.float32)).astype(np.float32)
@@ -345,6 +354,7 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
         "format_version": FORMAT_VERSION,
         **params,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "embed_precision": "+".join(sorted(precisions)),
         "documents": {i.id: i.hash for i in infos},
         "counts": {
             "documents": len(infos), "passages": len(passages),

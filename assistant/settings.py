@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     embedder: str = DEFAULT_EMBEDDER
     embed_batch_size: int = Field(64, ge=1)
     device: str = "cpu"
+    # bf16 embeds about 3x faster than fp32 on CPUs with AMX / AVX-512 BF16 (vectors agree
+    # to cosine >= 0.9999 and are interchangeable); "auto" uses it where the CPU has it.
+    # The precision an index was built with is in its manifest (`embed_precision`).
+    embed_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # Torch threads while ingesting (None: torch's default, every core). On cores shared
+    # with other work, 1 thread can beat 2 (the pools spin against the other jobs).
+    ingest_threads: int | None = Field(None, ge=1)
     # Threads for answering. One query is too small to split: with torch's and FAISS's
     # pools both spinning on 2 cores, a query embedding took 1 s instead of 35 ms here.
     query_threads: int = Field(1, ge=1)
