@@ -92,7 +92,10 @@ class Embedder:
             list(texts), batch_size=batch_size or self.batch_size,
             normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.precision == "bf16":  # normalised in bf16: make them unit vectors again
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors
 
 
 @lru_cache(maxsize=4)
