@@ -117,6 +117,48 @@ def document_hash(doc: Document, params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+IVFPQ_MIN_PASSAGES = 10_000  # IVF-PQ training needs this many vectors; fewer: flat
+IVFPQ_RERANK = 4  # IVF-PQ fetches 4k candidates and re-ranks them on the exact vectors
+
+
+def choose_index_type(settings: Settings, passages: int) -> str:
+    """The vector index for one kind of this size: exact (flat) unless it is large."""
+    chosen = settings.index_type
+    if chosen == "auto":
+        chosen = "hnsw" if passages >= settings.ann_min_passages else "flat"
+    if chosen == "ivfpq" and passages < IVFPQ_MIN_PASSAGES:
+        chosen = "flat"
+    return chosen
+
+
+def build_faiss(vectors: np.ndarray, index_type: str, params: dict) -> faiss.Index:
+    """A FAISS index over unit vectors, inner product (= cosine), of the given type;
+    ``params`` holds hnsw_m and hnsw_ef_construction (see Settings)."""
+    dimension = vectors.shape[1]
+    if index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, params["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = params["hnsw_ef_construction"]
+    elif index_type == "ivfpq":  # 8-dimensional sub-vectors, 8 bits each: 48 bytes a vector
+        lists = int(min(4 * np.sqrt(len(vectors)), len(vectors) // 39))
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dimension), dimension, lists,
+                                 dimension // 8, 8, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).permutation(len(vectors))[:256 * lists]
+        index.train(vectors[np.sort(sample)])
+    else:
+        index = faiss.IndexFlatIP(dimension)
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+def configure_search(index: faiss.Index, settings: Settings) -> None:
+    """Search breadth of approximate indexes, from the settings (not stored in the file)."""
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = settings.hnsw_ef_search
+    elif isinstance(index, faiss.IndexIVF):
+        index.nprobe = settings.ivf_nprobe
+
+
 class Index:
     """A loaded build: passages, their vectors and one FAISS index per kind."""
 
@@ -166,6 +208,8 @@ class Index:
             passages = [Passage.model_validate_json(line) for line in f]
         vectors = np.load(build / "vectors.npy")
         faiss_indexes = {k: faiss.read_index(str(build / f"{k}.faiss")) for k in KINDS}
+        for index in faiss_indexes.values():
+            configure_search(index, settings or Settings())
         return cls(path, build, manifest, documents, passages, vectors, faiss_indexes)
 
     def check_embedder(self, embedder: Embedder) -> None:
@@ -181,8 +225,14 @@ class Index:
         index = self.faiss[kind]
         if index.ntotal == 0:
             return []
-        _, hits = index.search(query.reshape(1, -1), min(k, index.ntotal))
-        return [int(h) for h in hits[0] if h >= 0]
+        if not isinstance(index, faiss.IndexIVFPQ):
+            _, hits = index.search(query.reshape(1, -1), min(k, index.ntotal))
+            return [int(h) for h in hits[0] if h >= 0]
+        # Product-quantised scores are coarse: re-rank more candidates on exact vectors.
+        _, hits = index.search(query.reshape(1, -1), min(IVFPQ_RERANK * k, index.ntotal))
+        candidates = hits[0][hits[0] >= 0]
+        exact = self.vectors[self.rows[kind][candidates]] @ query
+        return [int(h) for h in candidates[np.argsort(-exact, kind="stable")[:k]]]
 
     def search(self, query: np.ndarray, kind: Kind, k: int) -> list[ScoredPassage]:
         """Dense search only: the k nearest passages of a kind with their cosine scores."""
@@ -209,10 +259,10 @@ class Index:
                     f.write(p.model_dump_json() + "\n")
             np.save(staging / "vectors.npy", vectors)
             for kind in KINDS:
-                index = faiss.IndexFlatIP(manifest["dimension"])
                 rows = [i for i, p in enumerate(passages) if p.kind == kind]
-                if rows:
-                    index.add(vectors[rows])
+                index = build_faiss(vectors[rows],
+                                    manifest.get("index_types", {}).get(kind, "flat"),
+                                    manifest.get("index_params", {}))
                 faiss.write_index(index, str(staging / f"{kind}.faiss"))
             # The manifest goes last: a build without one is never opened.
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -355,6 +405,10 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
         **params,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "embed_precision": "+".join(sorted(precisions)),
+        "index_types": {k: choose_index_type(settings, sum(p.kind == k for p in passages))
+                        for k in KINDS},
+        "index_params": {"hnsw_m": settings.hnsw_m,
+                         "hnsw_ef_construction": settings.hnsw_ef_construction},
         "documents": {i.id: i.hash for i in infos},
         "counts": {
             "documents": len(infos), "passages": len(passages),

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(200, ge=32, description="passage body size in word pieces")
     chunk_overlap: int = Field(30, ge=0)
 
+    # Vector index per kind: "flat" is exact; "hnsw" (graph) and "ivfpq" (inverted lists of
+    # product-quantised vectors, re-ranked exactly) are approximate, for large corpora.
+    # "auto": flat below ann_min_passages passages of a kind, hnsw from there. Recorded in
+    # the manifest; takes effect when an index is next written (`assistant ingest`).
+    index_type: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
+    ann_min_passages: int = Field(200_000, ge=1)
+    hnsw_m: int = Field(32, ge=4, description="graph links per vector (build)")
+    hnsw_ef_construction: int = Field(80, ge=8)
+    hnsw_ef_search: int = Field(128, ge=1, description="search breadth; more: recall, time")
+    ivf_nprobe: int = Field(32, ge=1, description="inverted lists visited per query")
+
     # Retrieval, per kind (guideline / research).
     top_k: int = Field(8, ge=1, le=100, description="passages retrieved per kind")
     min_passage_score: float = Field(
