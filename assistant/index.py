@@ -139,10 +139,11 @@ def build_faiss(vectors: np.ndarray, index_type: str, params: dict) -> faiss.Ind
         index = faiss.IndexHNSWFlat(dimension, params["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = params["hnsw_ef_construction"]
     elif index_type == "ivfpq":  # 8-dimensional sub-vectors, 8 bits each: 48 bytes a vector
-        lists = int(min(4 * np.sqrt(len(vectors)), len(vectors) // 39))
+        lists = int(min(4 * np.sqrt(len(vectors)), len(vectors) // 39, 4096))
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dimension), dimension, lists,
                                  dimension // 8, 8, faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(0).permutation(len(vectors))[:256 * lists]
+        # k-means on a sample: 40 vectors a list is enough and keeps training minutes long
+        sample = np.random.default_rng(0).permutation(len(vectors))[:40 * lists]
         index.train(vectors[np.sort(sample)])
     else:
         index = faiss.IndexFlatIP(dimension)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import bm25s
 import numpy as np
@@ -23,6 +24,9 @@ from assistant.settings import Settings
 from assistant.types import KINDS, Kind, ScoredPassage
 
 RRF_K = 60
+# BM25 needs no query vector: it runs in this thread while the query is embedded (torch
+# releases the interpreter lock), on the core that Settings.query_threads leaves free.
+_LEXICAL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bm25")
 DISTINCTIVE_SHARE = 0.10  # a word in fewer passages than this tells questions apart
 
 try:  # stemming folds "toxicities" onto "toxicity"; optional
@@ -121,18 +125,24 @@ class Retriever:
         both = self.embedder.embed([query.text, focus]).sum(axis=0)
         return both / np.linalg.norm(both)
 
+    def lexical_search(self, query: str, depth: int) -> dict[Kind, list[int]]:
+        words = lexical_words(query)
+        return {kind: self.lexical[kind].search(words, depth) for kind in KINDS}
+
     def retrieve(self, query: str | SearchQuery, top_k: int | None = None
                  ) -> tuple[np.ndarray, dict[Kind, list[ScoredPassage]]]:
         """The query vector and, per kind, the top-k fused passages above the bar."""
         top_k = top_k or self.settings.top_k
         depth = max(4 * top_k, 30)
+        text = query if isinstance(query, str) else query.text
+        lexical_hits = _LEXICAL.submit(self.lexical_search, text, depth)
         vector = self.query_vector(query)
-        words = lexical_words(query if isinstance(query, str) else query.text)
+        lexical_hits = lexical_hits.result()
         found: dict[Kind, list[ScoredPassage]] = {}
         for kind in KINDS:
             rows = self.index.rows[kind]
             dense = self.index.search_rows(vector, kind, depth)
-            lexical = self.lexical[kind].search(words, depth)
+            lexical = lexical_hits[kind]
             fused: dict[int, float] = {}
             for ranking in (dense, lexical):
                 for rank, local in enumerate(ranking):
