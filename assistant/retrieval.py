@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import bm25s
 import numpy as np
@@ -24,9 +23,6 @@ from assistant.settings import Settings
 from assistant.types import KINDS, Kind, ScoredPassage
 
 RRF_K = 60
-# BM25 needs no query vector: it runs in this thread while the query is embedded (torch
-# releases the interpreter lock), on the core that Settings.query_threads leaves free.
-_LEXICAL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bm25")
 DISTINCTIVE_SHARE = 0.10  # a word in fewer passages than this tells questions apart
 
 try:  # stemming folds "toxicities" onto "toxicity"; optional
@@ -135,9 +131,8 @@ class Retriever:
         top_k = top_k or self.settings.top_k
         depth = max(4 * top_k, 30)
         text = query if isinstance(query, str) else query.text
-        lexical_hits = _LEXICAL.submit(self.lexical_search, text, depth)
         vector = self.query_vector(query)
-        lexical_hits = lexical_hits.result()
+        lexical_hits = self.lexical_search(text, depth)
         found: dict[Kind, list[ScoredPassage]] = {}
         for kind in KINDS:
             rows = self.index.rows[kind]

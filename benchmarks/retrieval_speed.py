@@ -11,6 +11,7 @@ a follow-up such as "What about its adverse effects?"), it times:
 - naive: the same two calls back to back with torch's and FAISS's default thread pools;
 - llama-index: the default retriever, VectorStoreIndex over a FaissVectorStore with the
   same embedder (assistant/eval/baselines.py), default thread pools;
+- the same two with the assistant's thread settings, for comparison;
 - assistant: Assistant.search_query + Retriever.retrieve (condensation, abbreviation
   expansion, focus, dense + BM25 per kind, fusion, relevance bar), with the assistant's
   own thread settings (Settings.query_threads).
@@ -113,6 +114,10 @@ def main() -> int:
         "naive": (default_threads,
                   lambda i: flat.search(embedder.embed([texts[i]]), 10)),
         "llama-index": (default_threads, lambda i: llama.retrieve(texts[i])),
+        f"naive ({own_threads} thread)": ((own_threads,) * 2,
+                                          lambda i: flat.search(embedder.embed([texts[i]]), 10)),
+        f"llama-index ({own_threads} thread)": ((own_threads,) * 2,
+                                                lambda i: llama.retrieve(texts[i])),
         "assistant": ((own_threads,) * 2, lambda i: run_assistant(*steps[i])),
     }
     times: dict[str, list[float]] = {name: [] for name in blocks}
@@ -135,7 +140,7 @@ def main() -> int:
           f"({', '.join(f'{k} {len(r)}' for k, r in index.rows.items())}); "
           f"{len(steps)} queries ({sum(1 for _, t in steps if t)} follow-ups) x "
           f"{args.rounds} rounds; default threads torch {default_threads[0]}, "
-          f"FAISS {default_threads[1]}; load average {min(loads):.2f}-{max(loads):.2f} "
+          f"FAISS {default_threads[1]}; embedder {embedder.precision}; load average {min(loads):.2f}-{max(loads):.2f} "
           f"during the run, {os.cpu_count()} CPUs")
     print(f"floor = {embed_name} + {faiss_name} = {p50[embed_name]:.2f} + "
           f"{p50[faiss_name]:.2f} = {floor:.2f} ms (p50s)\n")
