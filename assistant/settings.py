@@ -52,8 +52,11 @@ class Settings(BaseSettings):
     # product-quantised vectors, re-ranked exactly) are approximate, for large corpora.
     # "auto": flat below ann_min_passages passages of a kind, hnsw from there. Recorded in
     # the manifest; takes effect when an index is next written (`assistant ingest`).
+    # From ~10k passages the flat scan (memory-bound once the query embedding has evicted
+    # the caches) costs more than HNSW, which found 0.999 of flat's top 10 on 18.5k real
+    # passages and the same BioASQ nDCG@10 (benchmarks/scale.py, retrieval_speed.py).
     index_type: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
-    ann_min_passages: int = Field(200_000, ge=1)
+    ann_min_passages: int = Field(10_000, ge=1)
     hnsw_m: int = Field(32, ge=4, description="graph links per vector (build)")
     hnsw_ef_construction: int = Field(80, ge=8)
     hnsw_ef_search: int = Field(128, ge=1, description="search breadth; more: recall, time")
