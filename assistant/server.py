@@ -38,7 +38,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from starlette.exceptions import HTTPException
 
 from assistant import __version__
@@ -83,7 +83,7 @@ class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: Question
-    stream: bool = Field(False, description="answer as Server-Sent Events: `delta` events "
+    stream: StrictBool = Field(False, description="answer as Server-Sent Events: `delta` events "
                          "with Markdown text, then one `answer` event (an AskResponse)")
 
 
@@ -158,7 +158,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = MODEL_ID
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False  # 0 or "yes" is a client error, not a guess
 
 
 class ChatCompletionMessage(BaseModel):

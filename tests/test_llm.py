@@ -36,6 +36,8 @@ from assistant.index import ingest
 from assistant.llm import LLMComposer, parse_output
 from assistant.types import DISCLAIMER, Answer
 
+from tests.server_fixtures import stop_process
+
 STARTUP_TIMEOUT_S = 180
 
 DOCS = {
@@ -185,12 +187,7 @@ def llama_server(tmp_path_factory) -> str:
             time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop_process(process)
 
 
 def llm_settings(index: Path, base_url: str, **changes) -> Settings:

@@ -235,6 +235,7 @@ def test_limits(starter_index, starter_assistant, tmp_path):
     (b'[]', 422, "dictionary"),
     (b'{"question": "CAR T?", "colour": 1}', 422, "colour"),
     (b'{"question": "CAR T?", "stream": "maybe"}', 422, "stream"),
+    (b'{"question": "CAR T?", "stream": 0.0}', 422, "stream"),  # found by the fuzzer
 ])
 def test_bad_input_gets_a_clear_4xx_and_leaves_the_conversation_intact(
         client, body, status, words):
