@@ -46,11 +46,11 @@ class LexicalIndex:
         if texts:
             self.bm25.index(lexical_tokens(texts), show_progress=False)
 
-    def search(self, query: str | list[str], k: int) -> list[int]:
-        """Rows of the k best passages with a positive score, best first (ties: lower
-        row first). ``query`` may be given as its words (``lexical_words``), so a query
-        searched in both kinds is tokenized once. Scores every passage in one call
-        (bm25s ``get_scores``): its ``retrieve`` costs more per query than the scoring."""
+    def search(self, query: str | list[str], k: int) -> list[tuple[int, float]]:
+        """(row, BM25 score) of the k best passages with a positive score, best first
+        (ties: lower row first). ``query`` may be given as its words (``lexical_words``),
+        so a query searched in both kinds is tokenized once. Scores every passage in one
+        call (bm25s ``get_scores``): its ``retrieve`` costs more per query than the scoring."""
         words = lexical_words(query) if isinstance(query, str) else query
         if not self.size or not words:
             return []
@@ -58,7 +58,7 @@ class LexicalIndex:
         k = min(k, self.size)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((top, -scores[top]))]
-        return [int(r) for r in top if scores[r] > 0]
+        return [(int(r), float(scores[r])) for r in top if scores[r] > 0]
 
 
 def lexical_words(text: str) -> list[str]:
@@ -121,35 +121,37 @@ class Retriever:
         both = self.embedder.embed([query.text, focus]).sum(axis=0)
         return both / np.linalg.norm(both)
 
-    def lexical_search(self, query: str, depth: int) -> dict[Kind, list[int]]:
-        words = lexical_words(query)
-        return {kind: self.lexical[kind].search(words, depth) for kind in KINDS}
-
     def retrieve(self, query: str | SearchQuery, top_k: int | None = None
                  ) -> tuple[np.ndarray, dict[Kind, list[ScoredPassage]]]:
-        """The query vector and, per kind, the top-k fused passages above the bar."""
+        """The query vector and, per kind, the top-k fused passages above the bar.
+
+        Candidates of both kinds are ranked together (dense by cosine, lexical by BM25
+        score) before fusion, so the fusion score orders guideline and research passages
+        on one scale; each kind then keeps its own best top_k."""
         top_k = top_k or self.settings.top_k
         depth = max(4 * top_k, 30)
         text = query if isinstance(query, str) else query.text
         vector = self.query_vector(query)
-        lexical_hits = self.lexical_search(text, depth)
-        found: dict[Kind, list[ScoredPassage]] = {}
+        words = lexical_words(text)
+        dense: list[tuple[float, int]] = []
+        lexical: list[tuple[float, int]] = []
         for kind in KINDS:
             rows = self.index.rows[kind]
-            dense = self.index.search_rows(vector, kind, depth)
-            lexical = lexical_hits[kind]
-            fused: dict[int, float] = {}
-            for ranking in (dense, lexical):
-                for rank, local in enumerate(ranking):
-                    fused[local] = fused.get(local, 0.0) + 1.0 / (RRF_K + rank + 1)
-            hits = []
-            for local in sorted(fused, key=fused.__getitem__, reverse=True):
-                row = rows[local]
-                cosine = float(self.index.vectors[row] @ vector)
-                if cosine >= self.settings.min_passage_score:
-                    hits.append(ScoredPassage(passage=self.index.passages[row], score=cosine,
-                                              fusion=fused[local]))
-                if len(hits) == top_k:
-                    break
-            found[kind] = hits
+            dense += [(float(self.index.vectors[rows[local]] @ vector), int(rows[local]))
+                      for local in self.index.search_rows(vector, kind, depth)]
+            lexical += [(score, int(rows[local]))
+                        for local, score in self.lexical[kind].search(words, depth)]
+        fused: dict[int, float] = {}
+        for ranking in (sorted(dense, reverse=True), sorted(lexical, reverse=True)):
+            for rank, (_, row) in enumerate(ranking):
+                fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
+        found: dict[Kind, list[ScoredPassage]] = {kind: [] for kind in KINDS}
+        for row in sorted(fused, key=fused.__getitem__, reverse=True):
+            passage = self.index.passages[row]
+            hits = found[passage.kind]
+            if len(hits) == top_k:
+                continue
+            cosine = float(self.index.vectors[row] @ vector)
+            if cosine >= self.settings.min_passage_score:
+                hits.append(ScoredPassage(passage=passage, score=cosine, fusion=fused[row]))
         return vector, found
