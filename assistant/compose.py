@@ -104,13 +104,19 @@ class ExtractiveComposer:
         self._vectors: dict[str, np.ndarray] = {}  # sentence -> vector, across questions
 
     def _embed(self, sentences: list[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(s for s in sentences if s not in self._vectors))
-        if len(self._vectors) + len(missing) > SENTENCE_CACHE:
-            self._vectors.clear()
-        self._vectors.update(zip(missing, self.embedder.embed(missing)))
         if not sentences:
             return np.zeros((0, self.embedder.dimension), dtype=np.float32)
-        return np.stack([self._vectors[s] for s in sentences])
+        # The cache is only ever added to or replaced, never cleared in place, so a
+        # request served on another thread keeps a complete view of what it looked up.
+        cache = self._vectors
+        missing = list(dict.fromkeys(s for s in sentences if s not in cache))
+        fresh = dict(zip(missing, self.embedder.embed(missing)))
+        vectors = np.stack([fresh[s] if s in fresh else cache[s] for s in sentences])
+        if len(cache) + len(fresh) > SENTENCE_CACHE:
+            self._vectors = fresh
+        else:
+            cache.update(fresh)
+        return vectors
 
     def compose(self, question: str, standalone_query: str, query_vector: np.ndarray,
                 found: dict[Kind, list[ScoredPassage]],
