@@ -153,3 +153,13 @@ def test_abbreviation_mining_rules():
     assert expand("ICANS and all CRS (cytokine release syndrome)?", found) == (
         "ICANS (immune effector cell associated neurotoxicity syndrome) and all CRS "
         "(cytokine release syndrome)?")
+
+
+def test_sentence_cache_overflow_keeps_answers_whole(starter_assistant, monkeypatch):
+    import assistant.compose as compose
+
+    monkeypatch.setattr(compose, "SENTENCE_CACHE", 20)
+    first = starter_assistant.ask("How is cytokine release syndrome managed?")
+    starter_assistant.ask("What is ICANS?")
+    again = starter_assistant.ask("How is cytokine release syndrome managed?")
+    assert again.to_text() == first.to_text()
