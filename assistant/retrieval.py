@@ -1,5 +1,5 @@
-"""Retrieval: per kind, dense (FAISS) and lexical (BM25) candidates fused by reciprocal
-rank, then the relevance bar on cosine similarity.
+"""Retrieval: dense (FAISS) and lexical (BM25) candidates of both kinds fused by
+reciprocal rank, then the relevance bar on cosine similarity; each kind keeps its top-k.
 
 Dense MiniLM vectors find paraphrases; BM25 finds the rare exact terms that clinical
 questions hinge on (drug names, antigens, "solid"). Reciprocal-rank fusion (k=60) needs no
@@ -37,14 +37,25 @@ def lexical_tokens(texts: list[str]):
     return bm25s.tokenize(texts, stopwords="en", stemmer=_STEMMER, show_progress=False)
 
 
+def token_words(tokens) -> list[list[str]]:
+    """Each tokenized text as its stemmed words, in order."""
+    inverse = {i: w for w, i in tokens.vocab.items()}
+    return [[inverse[i] for i in ids] for ids in tokens.ids]
+
+
 class LexicalIndex:
     """BM25 over one kind's passages (with their headers), rows aligned to Index.rows."""
 
     def __init__(self, texts: list[str]):
         self.size = len(texts)
         self.bm25 = bm25s.BM25()
+        # How many passages contain each stemmed word (for Retriever.focus_of).
+        self.document_frequency: Counter[str] = Counter()
         if texts:
-            self.bm25.index(lexical_tokens(texts), show_progress=False)
+            tokens = lexical_tokens(texts)
+            self.bm25.index(tokens, show_progress=False)
+            for words in token_words(tokens):
+                self.document_frequency.update(set(words))
 
     def search(self, query: str | list[str], k: int) -> list[tuple[int, float]]:
         """(row, BM25 score) of the k best passages with a positive score, best first
@@ -65,9 +76,7 @@ def lexical_words(text: str) -> list[str]:
     """The stemmed, stopworded words of a text, as BM25 indexed them, in order."""
     if not re.search(r"\w", text):
         return []
-    tokens = lexical_tokens([text])
-    inverse = {i: w for w, i in tokens.vocab.items()}
-    return [inverse[i] for i in tokens.ids[0]]
+    return token_words(lexical_tokens([text]))[0]
 
 
 def stems(text: str) -> set[str]:
@@ -78,22 +87,17 @@ class Retriever:
     def __init__(self, index: Index, embedder: Embedder, settings: Settings):
         index.check_embedder(embedder)
         self.index, self.embedder, self.settings = index, embedder, settings
-        texts = {
-            kind: [passage_header(index.documents[index.passages[row].doc_id].title,
-                                  index.passages[row].section) + "\n" + index.passages[row].text
-                   for row in index.rows[kind]]
+        self.lexical = {
+            kind: LexicalIndex([
+                passage_header(index.documents[index.passages[row].doc_id].title,
+                               index.passages[row].section) + "\n" + index.passages[row].text
+                for row in index.rows[kind]])
             for kind in KINDS
         }
-        self.lexical = {kind: LexicalIndex(texts[kind]) for kind in KINDS}
         # Share of passages containing each stemmed word: what the corpus is "about".
-        counts: Counter[str] = Counter()
-        all_texts = texts["guideline"] + texts["research"]
-        tokens = lexical_tokens(all_texts) if all_texts else None
-        if tokens is not None:
-            inverse = {i: w for w, i in tokens.vocab.items()}
-            for ids in tokens.ids:
-                counts.update({inverse[i] for i in ids})
-        self.passage_share = {w: n / max(len(all_texts), 1) for w, n in counts.items()}
+        counts = sum((self.lexical[kind].document_frequency for kind in KINDS), Counter())
+        total = max(len(index.passages), 1)
+        self.passage_share = {w: n / total for w, n in counts.items()}
 
     def focus_of(self, query: str) -> str | None:
         """The query's words that are rare in this corpus, when they are only some of its
@@ -102,11 +106,8 @@ class Retriever:
         words = content_words(query)
         if not words:
             return None
-        tokens = lexical_tokens(words)  # one call for all words
-        inverse = {i: w for w, i in tokens.vocab.items()}
-        rare = [w for w, ids in zip(words, tokens.ids)
-                if any(0 < self.passage_share.get(inverse[i], 0) < DISTINCTIVE_SHARE
-                       for i in ids)]
+        rare = [w for w, w_stems in zip(words, token_words(lexical_tokens(words)))
+                if any(0 < self.passage_share.get(s, 0) < DISTINCTIVE_SHARE for s in w_stems)]
         return " ".join(rare) if rare and len(rare) < len(words) else None
 
     def query_vector(self, query: str | SearchQuery) -> np.ndarray:
