@@ -101,13 +101,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_with_its_embedder(path: Path, settings):
+    """An assistant over another index, with the embedder that index was built with."""
+    from assistant.assistant import Assistant
+    from assistant.index import Index
+
+    index = Index.open(path)
+    return Assistant(index, settings.with_overrides(index_path=path,
+                                                    embedder=index.manifest["embedder"]))
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from assistant.eval import evaluate, load_gold, write_report
 
     items = load_gold(args.questions, args.format, args.limit)
     name = args.out.name if args.out else args.questions.stem.split(".")[0]
+    variants = {path.name: _open_with_its_embedder(path, _settings(args))
+                for path in args.compare_index or []}
     result = evaluate(_open(args), items, baselines=args.baselines,
-                      progress=not args.quiet, name=name)
+                      progress=not args.quiet, name=name, variants=variants)
     out = write_report(result, args.out or Path("eval/reports") / name)
     from assistant.eval.report import summary_table
 
@@ -174,6 +186,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", action="store_true",
                    help="also run BM25, dense and RRF baselines over the same passages")
     p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--compare-index", type=Path, action="append", metavar="INDEX",
+                   help="also score the assistant over this index, with the embedder it was "
+                        "built with (e.g. a fine-tuned one), as method assistant@NAME; "
+                        "may be repeated")
     p.add_argument("--out", type=Path, help="report folder (default: eval/reports/<name>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)

@@ -1,16 +1,20 @@
-"""Retrieval: dense (FAISS) and lexical (BM25) candidates of both kinds fused by
-reciprocal rank, then the relevance bar on cosine similarity; each kind keeps its top-k.
+"""Retrieval: dense (FAISS) and lexical (BM25) candidates of both kinds, fused by weighted
+reciprocal rank; each kind keeps its top-k, or nothing when it does not reach the bar.
 
 Dense MiniLM vectors find paraphrases; BM25 finds the rare exact terms that clinical
-questions hinge on (drug names, antigens, "solid"). Reciprocal-rank fusion (k=60) needs no
-score calibration. The bar is applied to every fused candidate's cosine similarity with
-the query, so a passage that only shares a word with an off-topic question is not used.
+questions hinge on (drug names, antigens, "solid"). Reciprocal-rank fusion needs no score
+calibration; its weight and constant were fitted on BioASQ 7B-10B and PubMedQA
+(scripts/fit_retrieval.py). The relevance bar is a decision per kind, not per passage: a
+kind whose best passage has a cosine below the bar contributes nothing (an off-topic
+question finds only passages that share a word with it), while an answered question keeps
+its fused ranking, cut only at a lower floor.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 
 import bm25s
 import numpy as np
@@ -22,7 +26,6 @@ from assistant.index import Index
 from assistant.settings import Settings
 from assistant.types import KINDS, Kind, ScoredPassage
 
-RRF_K = 60
 DISTINCTIVE_SHARE = 0.10  # a word in fewer passages than this tells questions apart
 
 try:  # stemming folds "toxicities" onto "toxicity"; optional
@@ -110,29 +113,31 @@ class Retriever:
                 if any(0 < self.passage_share.get(s, 0) < DISTINCTIVE_SHARE for s in w_stems)]
         return " ".join(rare) if rare and len(rare) < len(words) else None
 
-    def query_vector(self, query: str | SearchQuery) -> np.ndarray:
-        """The embedded query. Its focus (a follow-up's own words, or else the words rare
-        in the corpus) weighs as much as the whole, so what the corpus always talks about
-        does not drown what the question is asking."""
+    def query_vector(self, query: str | SearchQuery, focus_weight: float | None = None
+                     ) -> np.ndarray:
+        """The embedded query. A follow-up's own words weigh as much as the whole, so the
+        earlier topic does not drown what is new; for a self-contained question the words
+        rare in the corpus weigh ``focus_weight`` (Settings), so what the corpus always
+        talks about does not drown what the question is asking."""
         if isinstance(query, str):
             query = SearchQuery(query)
-        focus = query.focus or self.focus_of(query.text)
+        weight = 1.0
+        focus = query.focus
+        if not focus:
+            weight = self.settings.focus_weight if focus_weight is None else focus_weight
+            focus = self.focus_of(query.text) if weight > 0 else None
         if not focus:
             return self.embedder.embed([query.text])[0]
-        both = self.embedder.embed([query.text, focus]).sum(axis=0)
+        whole, own = self.embedder.embed([query.text, focus])
+        both = whole + weight * own
         return both / np.linalg.norm(both)
 
-    def retrieve(self, query: str | SearchQuery, top_k: int | None = None
-                 ) -> tuple[np.ndarray, dict[Kind, list[ScoredPassage]]]:
-        """The query vector and, per kind, the top-k fused passages above the bar.
-
-        Candidates of both kinds are ranked together (dense by cosine, lexical by BM25
-        score) before fusion, so the fusion score orders guideline and research passages
-        on one scale; each kind then keeps its own best top_k."""
-        top_k = top_k or self.settings.top_k
-        depth = max(4 * top_k, 30)
+    def candidates(self, query: str | SearchQuery, depth: int,
+                   vector: np.ndarray | None = None) -> Candidates:
+        """The query vector and the ``depth`` best passages of each kind by cosine (FAISS)
+        and by BM25, merged over both kinds so they rank on one scale."""
         text = query if isinstance(query, str) else query.text
-        vector = self.query_vector(query)
+        vector = self.query_vector(query) if vector is None else vector
         words = lexical_words(text)
         dense: list[tuple[float, int]] = []
         lexical: list[tuple[float, int]] = []
@@ -142,17 +147,50 @@ class Retriever:
                       for local in self.index.search_rows(vector, kind, depth)]
             lexical += [(score, int(rows[local]))
                         for local, score in self.lexical[kind].search(words, depth)]
+        dense.sort(reverse=True)
+        lexical.sort(reverse=True)
+        rows = list(dict.fromkeys([r for _, r in dense] + [r for _, r in lexical]))
+        cosines = self.index.vectors[rows] @ vector if rows else np.zeros(0)
+        return Candidates(vector=vector, dense=[r for _, r in dense],
+                          lexical=[r for _, r in lexical],
+                          cosine=dict(zip(rows, map(float, cosines))))
+
+    def fuse(self, found: Candidates, top_k: int, settings: Settings | None = None
+             ) -> dict[Kind, list[ScoredPassage]]:
+        """Weighted reciprocal-rank fusion of the two rankings, then per kind: nothing if
+        the kind's best cosine is below the relevance bar (the corpus does not address
+        the question), else its top_k passages above the passage floor, best first."""
+        s = settings or self.settings
+        weights = (2 * s.dense_weight, 2 * (1 - s.dense_weight))
         fused: dict[int, float] = {}
-        for ranking in (sorted(dense, reverse=True), sorted(lexical, reverse=True)):
-            for rank, (_, row) in enumerate(ranking):
-                fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
-        found: dict[Kind, list[ScoredPassage]] = {kind: [] for kind in KINDS}
-        for row in sorted(fused, key=fused.__getitem__, reverse=True):
+        for weight, ranking in zip(weights, (found.dense, found.lexical)):
+            for rank, row in enumerate(ranking):
+                fused[row] = fused.get(row, 0.0) + weight / (s.rrf_k + rank + 1)
+        best = {kind: max((c for r, c in found.cosine.items()
+                           if self.index.passages[r].kind == kind), default=-1.0)
+                for kind in KINDS}
+        hits: dict[Kind, list[ScoredPassage]] = {kind: [] for kind in KINDS}
+        for row in sorted(fused, key=lambda r: (-fused[r], r)):
             passage = self.index.passages[row]
-            hits = found[passage.kind]
-            if len(hits) == top_k:
-                continue
-            cosine = float(self.index.vectors[row] @ vector)
-            if cosine >= self.settings.min_passage_score:
-                hits.append(ScoredPassage(passage=passage, score=cosine, fusion=fused[row]))
-        return vector, found
+            kept, cosine = hits[passage.kind], found.cosine[row]
+            if (len(kept) < top_k and best[passage.kind] >= s.relevance_bar
+                    and cosine >= s.min_passage_score):
+                kept.append(ScoredPassage(passage=passage, score=cosine, fusion=fused[row]))
+        return hits
+
+    def retrieve(self, query: str | SearchQuery, top_k: int | None = None
+                 ) -> tuple[np.ndarray, dict[Kind, list[ScoredPassage]]]:
+        """The query vector and, per kind, its top-k fused passages (see ``fuse``)."""
+        top_k = top_k or self.settings.top_k
+        found = self.candidates(query, depth=max(4 * top_k, 30))
+        return found.vector, self.fuse(found, top_k)
+
+
+@dataclass
+class Candidates:
+    """What one query found, before fusion: rows of the index, best first."""
+
+    vector: np.ndarray
+    dense: list[int]  # by cosine, both kinds
+    lexical: list[int]  # by BM25 score, both kinds
+    cosine: dict[int, float]  # every candidate's cosine with the query

@@ -171,3 +171,25 @@ def test_source_citation_markers_are_not_quoted():
     assert not _quotable("Receptive vocabulary was preserved to a degree similar to skills [3].")
     assert not _quotable("Receptive vocabulary was preserved to a degree similar to skills [2, 5].")
     assert _quotable("Receptive vocabulary was preserved to a degree similar to reading skills.")
+
+
+def test_eval_compares_another_index(starter_index, tmp_path, capsys):
+    # The same corpus and embedder in a copy: the variant must score exactly as the
+    # assistant does, reported as its own method with its own ratio to the baselines.
+    import shutil
+
+    copy = tmp_path / "starter-copy"
+    shutil.copytree(starter_index, copy)
+    questions = tmp_path / "three.jsonl"
+    questions.write_text("\n".join(GOLD.read_text().splitlines()[:3]) + "\n")
+    out = tmp_path / "compare"
+    assert main(["eval", "--questions", str(questions), "--index", str(starter_index),
+                 "--compare-index", str(copy), "--baselines", "--out", str(out),
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| assistant@starter-copy |" in printed
+    assert "**assistant@starter-copy / best baseline**" in printed
+    data = json.loads((out / "report.json").read_text())
+    assert data["methods"] == ["assistant", "assistant@starter-copy", "bm25", "dense", "rrf"]
+    for key in ("recall@10", "ndcg@10", "rougeL_f1"):
+        assert data["summary"]["assistant@starter-copy"][key] == data["summary"]["assistant"][key]

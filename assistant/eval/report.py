@@ -16,7 +16,9 @@ DEFINITIONS = {
                 "distinct documents retrieved (a document ranks at its best passage). For the "
                 "assistant, the ranking comes from its own retriever (same query as the "
                 "answer searched, same embedder, hybrid search and relevance bar), asked for "
-                "50 passages per kind, both kinds merged by cosine score; baselines rank all "
+                "50 passages per kind, both kinds merged in its fusion order; an "
+                "assistant@NAME row is the same assistant over another index (e.g. one "
+                "built with a fine-tuned embedder); baselines rank all "
                 "passages of the index for the question as asked. Averaged over questions "
                 "with gold documents.",
     "nDCG@10": "Binary-relevance normalised discounted cumulative gain over the first 10 "
@@ -82,14 +84,14 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def ratios(result: EvalResult) -> dict[str, float]:
-    """The assistant's score over the best baseline's, per metric."""
-    baselines = [name for name in result.methods if name != ASSISTANT]
+def ratios(result: EvalResult, method: str = ASSISTANT) -> dict[str, float]:
+    """An assistant's score (the assistant or a variant) over the best baseline's."""
+    baselines = [name for name in result.methods if not name.startswith(ASSISTANT)]
     out = {}
     for key, _ in COLUMNS:
         best = max((result.summary[b][key] for b in baselines
                     if not math.isnan(result.summary[b][key])), default=float("nan"))
-        mine = result.summary[ASSISTANT][key]
+        mine = result.summary[method][key]
         out[key] = mine / best if best and not math.isnan(best) else float("nan")
     return out
 
@@ -100,10 +102,11 @@ def summary_table(result: EvalResult) -> list[str]:
     for method in result.methods:
         row = result.summary[method]
         lines.append(f"| {method} | " + " | ".join(_fmt(row[k]) for k, _ in COLUMNS) + " |")
-    if len(result.methods) > 1:
-        r = ratios(result)
-        lines.append("| **assistant / best baseline** | "
-                     + " | ".join(_fmt(r[k], 2) for k, _ in COLUMNS) + " |")
+    if any(not name.startswith(ASSISTANT) for name in result.methods):
+        for method in [m for m in result.methods if m.startswith(ASSISTANT)]:
+            r = ratios(result, method)
+            lines.append(f"| **{method} / best baseline** | "
+                         + " | ".join(_fmt(r[k], 2) for k, _ in COLUMNS) + " |")
     return lines
 
 

@@ -207,21 +207,27 @@ def summarise(records: list[dict[str, Any]], methods: list[str]) -> dict[str, di
 
 
 def evaluate(assistant: Assistant, items: list[GoldItem], baselines: bool = False,
-             progress: bool = True, name: str = "eval") -> EvalResult:
-    """Run every gold question through the assistant (and the baselines) and score it."""
+             progress: bool = True, name: str = "eval",
+             variants: dict[str, Assistant] | None = None) -> EvalResult:
+    """Run every gold question through the assistant (and the baselines) and score it.
+    ``variants`` are other assistants (e.g. over an index built with a fine-tuned
+    embedder) asked the same questions; each is scored as the method ``assistant@NAME``."""
     from assistant.eval.report import git_commit
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     code = git_commit()
     clock = time.perf_counter()
-    runner = Runner(assistant, baselines=baselines)
-    methods = [ASSISTANT, *(BASELINES if baselines else ())]
-    assistant.retriever = runner.recorder
-    try:
-        records = [runner.run_one(item) for item in
-                   tqdm(items, desc="evaluating", unit="question", disable=not progress)]
-    finally:
-        assistant.retriever = runner.recorder.inner
+    records = _run(assistant, items, baselines, progress, "evaluating")
+    methods = [ASSISTANT, *(f"{ASSISTANT}@{v}" for v in variants or {}),
+               *(BASELINES if baselines else ())]
+    for variant, other in (variants or {}).items():
+        for record, theirs in zip(records, _run(other, items, False, progress, variant)):
+            record["scores"][f"{ASSISTANT}@{variant}"] = theirs["scores"].get(ASSISTANT, {})
+            record.setdefault("retrieved", {})[f"{ASSISTANT}@{variant}"] = theirs.get("retrieved", {}).get(
+                ASSISTANT, {})
+            record.setdefault("variants", {})[variant] = {
+                k: theirs.get(k) for k in ("standalone_query", "latency_ms", "abstained",
+                                           "citation_errors", "shape_errors")}
     index = assistant.index
     manifest = {k: v for k, v in index.manifest.items() if k != "documents"}
     result = EvalResult(
@@ -235,6 +241,17 @@ def evaluate(assistant: Assistant, items: list[GoldItem], baselines: bool = Fals
         result.notes.append(f"{missing} gold document ids are not in the index; they count "
                             "as misses for every method")
     return result
+
+
+def _run(assistant: Assistant, items: list[GoldItem], baselines: bool, progress: bool,
+         label: str) -> list[dict[str, Any]]:
+    runner = Runner(assistant, baselines=baselines)
+    assistant.retriever = runner.recorder
+    try:
+        return [runner.run_one(item) for item in
+                tqdm(items, desc=label, unit="question", disable=not progress)]
+    finally:
+        assistant.retriever = runner.recorder.inner
 
 
 def _ingest_time(path) -> dict[str, Any] | None:

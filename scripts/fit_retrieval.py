@@ -1,0 +1,128 @@
+"""Fit the retriever's fusion parameters on BioASQ 7B-10B and PubMedQA (never on 11B).
+
+    python scripts/fit_retrieval.py [--index indexes/benchmark] [--data ../shared/data]
+
+Fitted: ``rrf_k`` and ``dense_weight`` (weighted reciprocal-rank fusion) and
+``min_passage_score`` (the passage floor below the relevance bar). ``focus_weight`` (weight
+of a question's corpus-rare words in its vector) is scored but kept at its design value
+(1.0): it matters in a narrow corpus such as the starter one ("solid" among CAR-T
+documents), which these broad sets do not represent (``--focus-weights`` scores others
+for the record). The objective is the mean document nDCG@10 of the
+assistant's ranking, exactly as ``assistant eval`` ranks it (the retriever's own
+``candidates`` and ``fuse``, PASSAGES_PER_KIND deep), over the BioASQ 7B-10B questions and
+the PubMedQA questions, each set weighing half. The relevance bar itself is not fitted:
+these sets have no question the corpus cannot answer; it stays at the value that keeps
+out-of-scope questions abstaining.
+
+Search: coordinate ascent over small grids from the current settings, two rounds; a value
+replaces the current one only if it gains more than MIN_GAIN on the objective (each
+question's candidates are computed once per focus weight, so a round takes a minute or
+two). Prints each step and the best values, to be written into assistant/settings.py;
+``--out FILE`` also saves them with the per-set scores as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TRAIN_YEARS = ("Task7B", "Task8B", "Task9B", "Task10B")
+MIN_GAIN = 0.001  # a smaller gain is noise: the current (design) value is kept
+GRID = {
+    "rrf_k": [5, 10, 20, 40, 60, 100],
+    "dense_weight": [0.3, 0.4, 0.5, 0.6, 0.7],
+    "min_passage_score": [-1.0, 0.1, 0.2, 0.25, 0.3, 0.35],
+}
+
+
+def gold_sets(data: Path):
+    from assistant.eval import load_gold
+
+    root = data / "bioasq_taskb_golden_mirage"
+    bioasq = [item for year in TRAIN_YEARS for folder in sorted(root.glob(year + "Golden*"))
+              for item in load_gold(folder, "bioasq")]
+    pubmedqa = load_gold(data / "pubmedqa" / "ori_pqal.json", "pubmedqa")
+    return {"bioasq_7b_10b": bioasq, "pubmedqa": pubmedqa}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, default=ROOT / "indexes" / "benchmark")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--limit", type=int, help="only the first N questions of each set")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--focus-weights", type=float, nargs="*", default=[0.0, 0.5],
+                        help="also score these focus weights at the fitted values")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    from assistant import Assistant
+    from assistant.eval.baselines import documents_of
+    from assistant.eval.metrics import mean, ndcg_at_k
+    from assistant.eval.runner import PASSAGES_PER_KIND
+
+    started = time.perf_counter()
+    assistant = Assistant.open(args.index)
+    retriever = assistant.retriever
+    sets = {name: items[: args.limit] for name, items in gold_sets(args.data).items()}
+    depth = max(4 * PASSAGES_PER_KIND, 30)  # as Retriever.retrieve(query, PASSAGES_PER_KIND)
+    candidates: dict[float, dict[str, list]] = {}
+    queries = {name: [assistant.search_query(i.question, [])[0] for i in items]
+               for name, items in sets.items()}
+
+    def found_for(focus_weight: float) -> dict[str, list]:
+        if focus_weight not in candidates:
+            candidates[focus_weight] = {
+                name: [retriever.candidates(q, depth, retriever.query_vector(q, focus_weight))
+                       for q in qs] for name, qs in queries.items()}
+        return candidates[focus_weight]
+
+    def score(values: dict) -> dict[str, float]:
+        settings = assistant.settings.with_overrides(**values)
+        out = {}
+        for name, items in sets.items():
+            ndcgs = []
+            for item, found in zip(items, found_for(values["focus_weight"])[name]):
+                hits = sorted((h for hs in retriever.fuse(found, PASSAGES_PER_KIND, settings)
+                               .values() for h in hs), key=lambda h: (-h.fusion, -h.score))
+                ranking = documents_of([h.passage.id for h in hits],
+                                       {h.passage.id: h.passage.doc_id for h in hits})
+                ndcgs.append(ndcg_at_k(ranking, set(item.gold_doc_ids), 10))
+            out[name] = mean(ndcgs)
+        out["objective"] = mean([out[name] for name in sets])
+        return out
+
+    best = {name: getattr(assistant.settings, name) for name in ("focus_weight", *GRID)}
+    best_score = score(best)
+    print(f"start {best}: {best_score}", flush=True)
+    for round_ in range(args.rounds):
+        for name, grid in GRID.items():
+            trials = [({**best, name: value}, score({**best, name: value})) for value in grid]
+            trial, result = max(trials, key=lambda t: t[1]["objective"])
+            if result["objective"] > best_score["objective"] + MIN_GAIN:
+                best, best_score = trial, result
+            print(f"round {round_ + 1}, {name}: {best} -> "
+                  f"{ {k: round(v, 4) for k, v in best_score.items()} } "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+    others = {w: score({**best, "focus_weight": w}) for w in args.focus_weights}
+    for weight, result in others.items():
+        print(f"focus_weight {weight} at the fitted values: "
+              f"{ {k: round(v, 4) for k, v in result.items()} }")
+    print("fitted (write into assistant/settings.py):")
+    for name, value in best.items():
+        print(f"  {name} = {value}")
+    if args.out:
+        args.out.write_text(json.dumps({
+            "fitted": best, "scores": best_score,
+            "other_focus_weights": {str(w): r for w, r in others.items()}, "questions": {n: len(s) for n, s in sets.items()},
+            "index": str(args.index), "grid": GRID}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Fine-tune the default embedder (all-MiniLM-L6-v2) on biomedical question -> passage pairs.
+
+    python scripts/train_embedder.py [--data ../shared/data] [--out DIR] [--epochs 1]
+
+Training data, and nothing else (the evaluation set BioASQ 11B is never read):
+- BioASQ Task B golden sets 7B, 8B, 9B and 10B: each question with the passages of its
+  gold documents, where those documents are built by the project's own reader and
+  chunker from the 7B–10B snippets only (so no text that came from 11B annotations is
+  seen); a question whose text also appears in 11B is left out;
+- PubMedQA (ori_pqal.json): each question with the passages of its abstract (without the
+  conclusion, which is the gold long answer).
+
+Loss: multiple-negatives ranking (in-batch negatives) with one hard negative per pair,
+mined by BM25 from the same training pool (a high-ranked passage of a document that is
+not gold for the question). Batches never hold the same question or document twice, so
+no in-batch negative is a positive. bf16 autocast where the CPU computes it natively.
+
+The model goes to ``--out`` (default: ~/.cache/clinical-assistant/embedders/
+minilm-bioasq7-10b-pubmedqa) with ``training.json`` (the recipe, counts, seconds). Use it
+with ``ASSISTANT_EMBEDDER=<out>``; an index built with one embedder refuses to open with
+another, so build its own index (e.g. ``scripts/build_benchmark_corpus.py --index
+indexes/benchmark-ft`` with that variable set). The default install never needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_OUT = Path.home() / ".cache" / "clinical-assistant" / "embedders" / "minilm-bioasq7-10b-pubmedqa"
+TRAIN_YEARS = ("Task7B", "Task8B", "Task9B", "Task10B")
+HELD_OUT = "Task11B"
+_PMID = re.compile(r"(\d+)\s*$")
+
+
+def normalise(question: str) -> str:
+    return " ".join(re.findall(r"\w+", question.lower()))
+
+
+def bioasq_files(data: Path, prefix: str) -> list[Path]:
+    root = data / "bioasq_taskb_golden_mirage"
+    return sorted(f for f in root.rglob("*_golden.json") if f.parent.name.startswith(prefix))
+
+
+def training_questions(data: Path) -> tuple[list[tuple[str, str, list[str]]], dict]:
+    """(question id, question, gold document ids) of 7B–10B and PubMedQA, and counts."""
+    held_out = {normalise(q["body"]) for f in bioasq_files(data, HELD_OUT)
+                for q in json.loads(f.read_text())["questions"]}
+    questions, seen, dropped = [], set(), 0
+    for f in [f for year in TRAIN_YEARS for f in bioasq_files(data, year + "Golden")]:
+        for q in json.loads(f.read_text())["questions"]:
+            if q["id"] in seen:
+                continue
+            seen.add(q["id"])
+            if normalise(q["body"]) in held_out:
+                dropped += 1
+                continue
+            pmids = [m.group(1) for d in q.get("documents", []) if (m := _PMID.search(d))]
+            questions.append((q["id"], q["body"], [f"pmid:{p}" for p in dict.fromkeys(pmids)]))
+    bioasq = len(questions)
+    pubmedqa = json.loads((data / "pubmedqa" / "ori_pqal.json").read_text())
+    questions += [(f"pubmedqa:{pmid}", item["QUESTION"], [f"pmid:{pmid}"])
+                  for pmid, item in pubmedqa.items()]
+    return questions, {"bioasq_questions": bioasq, "bioasq_dropped_as_in_11b": dropped,
+                       "pubmedqa_questions": len(questions) - bioasq}
+
+
+def training_passages(data: Path, embedder) -> dict[str, list[str]]:
+    """Document id -> its passages as the index embeds them (header + text)."""
+    from assistant.chunking import Chunker, passage_header
+    from assistant.readers import load_paths
+    from assistant.settings import Settings
+
+    settings = Settings()
+    paths = [*(f for year in TRAIN_YEARS for f in bioasq_files(data, year + "Golden")),
+             data / "pubmedqa" / "ori_pqal.json"]
+    documents, errors = load_paths(paths)
+    if errors:
+        raise SystemExit("cannot read training data:\n" + "\n".join(map(str, errors)))
+    chunker = Chunker(embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)
+    return {doc.id: [passage_header(doc.title, p.section) + "\n" + p.text
+                     for p in chunker.chunk(doc)] for doc in documents}
+
+
+def make_examples(questions, passages: dict[str, list[str]], per_question: int,
+                  rng: random.Random) -> list[dict]:
+    """(question, positive passage, hard negative passage) examples."""
+    import bm25s
+
+    from assistant.retrieval import lexical_tokens
+
+    pool = [(doc_id, text) for doc_id, texts in passages.items() for text in texts]
+    bm25 = bm25s.BM25()
+    bm25.index(lexical_tokens([text for _, text in pool]), show_progress=False)
+    examples = []
+    for qid, question, gold in questions:
+        positives = [(d, t) for d in gold for t in passages.get(d, [])]
+        if not positives:
+            continue
+        rng.shuffle(positives)
+        hits, _ = bm25.retrieve(lexical_tokens([question]), k=min(30, len(pool)),
+                                show_progress=False)
+        negatives = [pool[i] for i in hits[0] if pool[i][0] not in gold][:5]
+        for doc_id, text in positives[:per_question]:
+            negative = rng.choice(negatives) if negatives else rng.choice(pool)
+            examples.append({"qid": qid, "doc": doc_id, "neg_doc": negative[0],
+                             "query": question, "positive": text, "negative": negative[1]})
+    return examples
+
+
+def batches(examples: list[dict], size: int, rng: random.Random) -> list[list[dict]]:
+    """Shuffled batches in which no question and no document appears twice."""
+    pending = examples[:]
+    rng.shuffle(pending)
+    out = []
+    while pending:
+        batch, used, rest = [], set(), []
+        for ex in pending:
+            keys = {ex["qid"], ex["doc"], ex["neg_doc"]}
+            if len(batch) < size and not keys & used:
+                batch.append(ex)
+                used |= keys
+            else:
+                rest.append(ex)
+        out.append(batch)
+        pending = rest
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=3e-5)
+    parser.add_argument("--per-question", type=int, default=6,
+                        help="at most this many positive passages per question")
+    parser.add_argument("--max-tokens", type=int, default=256, help="passage truncation")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="only N examples (smoke test)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if not bioasq_files(args.data, "Task7B") or not (args.data / "pubmedqa").is_dir():
+        print(f"error: BioASQ/PubMedQA data not found under {args.data}", file=sys.stderr)
+        return 2
+    import torch
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from assistant.embedding import Embedder, bf16_supported
+    from assistant.settings import DEFAULT_EMBEDDER
+
+    started = time.perf_counter()
+    rng = random.Random(args.seed)
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    embedder = Embedder(DEFAULT_EMBEDDER, precision="fp32")
+    model = embedder.model
+    model.max_seq_length = args.max_tokens
+    questions, counts = training_questions(args.data)
+    examples = make_examples(questions, training_passages(args.data, embedder),
+                             args.per_question, rng)
+    if args.limit:  # a random sample across questions
+        examples = rng.sample(examples, min(args.limit, len(examples)))
+    counts["examples"] = len(examples)
+    print(f"{counts}; data ready in {time.perf_counter() - started:.0f} s", flush=True)
+
+    loss = MultipleNegativesRankingLoss(model, scale=20.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
+    plan = [b for _ in range(args.epochs) for b in batches(examples, args.batch_size, rng)]
+    warmup = max(1, len(plan) // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (len(plan) - step) / (len(plan) - warmup + 1))))
+    use_bf16 = bf16_supported()
+    model.train()
+    running = 0.0
+    for step, batch in enumerate(plan, 1):
+        features = [model.preprocess([ex[column] for ex in batch])
+                    for column in ("query", "positive", "negative")]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            value = loss(features, torch.arange(len(batch)))
+        optimizer.zero_grad()
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        running = 0.95 * running + 0.05 * value.item() if step > 1 else value.item()
+        if step % 20 == 0 or step == len(plan):
+            print(f"step {step}/{len(plan)} loss {running:.3f} "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+    model.eval()
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.save(str(args.out))
+    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    (args.out / "training.json").write_text(json.dumps({
+        "base_model": DEFAULT_EMBEDDER, "recipe": recipe, "bf16_autocast": use_bf16,
+        "data_seen": [f"BioASQ {', '.join(TRAIN_YEARS)} golden sets (questions, gold "
+                      "documents, snippets)", "PubMedQA ori_pqal.json (questions, contexts)"],
+        "never_seen": "BioASQ Task11B", **counts, "steps": len(plan),
+        "seconds": round(time.perf_counter() - started, 1)}, indent=1))
+    print(f"saved to {args.out} ({time.perf_counter() - started:.0f} s); "
+          f"use it with ASSISTANT_EMBEDDER={args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Retrieval over the real starter index: fusion is one pure step over the candidates (what
+scripts/fit_retrieval.py fits is what answers use), and the relevance bar is a decision per
+kind, with the passage floor below it."""
+
+from __future__ import annotations
+
+from assistant.cli import SEED_QUESTION
+from assistant.condense import SearchQuery
+from assistant.types import KINDS
+
+QUESTION = "How is cytokine release syndrome managed?"
+OFF_TOPIC = "What is the best recipe for sourdough bread?"
+
+
+def ranked(found):
+    return {kind: [h.passage.id for h in found[kind]] for kind in KINDS}
+
+
+def test_retrieve_is_fuse_over_candidates(starter_assistant):
+    retriever = starter_assistant.retriever
+    vector, found = retriever.retrieve(SEED_QUESTION, top_k=8)
+    candidates = retriever.candidates(SEED_QUESTION, depth=32)
+    assert (candidates.vector == vector).all()
+    assert ranked(retriever.fuse(candidates, 8)) == ranked(found)
+    assert found["guideline"] and found["research"]
+    for kind in KINDS:  # fused order, best first, each above the passage floor
+        fusion = [h.fusion for h in found[kind]]
+        assert fusion == sorted(fusion, reverse=True)
+        assert all(h.score >= starter_assistant.settings.min_passage_score for h in found[kind])
+
+
+def test_fusion_parameters_change_the_ranking(starter_assistant):
+    retriever = starter_assistant.retriever
+    candidates = retriever.candidates(QUESTION, depth=32)
+    settings = starter_assistant.settings
+    dense_only = retriever.fuse(candidates, 8, settings.with_overrides(dense_weight=1.0))
+    lexical_only = retriever.fuse(candidates, 8, settings.with_overrides(dense_weight=0.0))
+    for kind in KINDS:  # weight 1: pure cosine order; weight 0: pure BM25 order
+        cosines = [h.score for h in dense_only[kind]]
+        assert cosines == sorted(cosines, reverse=True)
+    bm25_order = [r for r in candidates.lexical
+                  if starter_assistant.index.passages[r].kind == "guideline"]
+    got = [h.passage.id for h in lexical_only["guideline"]]
+    want = [starter_assistant.index.passages[r].id for r in bm25_order
+            if candidates.cosine[r] >= settings.min_passage_score][:8]
+    assert got == want
+
+
+def test_relevance_bar_is_per_kind(starter_assistant):
+    retriever = starter_assistant.retriever
+    off = retriever.candidates(OFF_TOPIC, depth=32)
+    assert max(off.cosine.values()) < starter_assistant.settings.relevance_bar
+    assert not any(retriever.fuse(off, 8).values())  # nothing: the answer abstains
+    on = retriever.candidates(QUESTION, depth=32)
+    best = max(on.cosine[r] for r in on.cosine
+               if starter_assistant.index.passages[r].kind == "guideline")
+    # A bar above the guidelines' best empties that kind only where research still reaches it.
+    strict = starter_assistant.settings.with_overrides(relevance_bar=best + 1e-4)
+    found = retriever.fuse(on, 8, strict)
+    assert found["guideline"] == []
+    research_best = max(on.cosine[r] for r in on.cosine
+                        if starter_assistant.index.passages[r].kind == "research")
+    assert bool(found["research"]) == (research_best >= best + 1e-4)
+    answer = starter_assistant.ask(OFF_TOPIC)
+    assert answer.abstained and not answer.references
+
+
+def test_follow_up_focus_weighs_its_own_words(starter_assistant):
+    retriever = starter_assistant.retriever
+    plain = retriever.query_vector(SearchQuery("toxicities — CAR T cells"))
+    focused = retriever.query_vector(SearchQuery("toxicities — CAR T cells", focus="toxicities"))
+    own = starter_assistant.embedder.embed(["toxicities"])[0]
+    assert float(focused @ own) > float(plain @ own)

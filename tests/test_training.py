@@ -1,0 +1,49 @@
+"""The fine-tuning recipe (scripts/train_embedder.py) on a few real examples: it trains,
+saves a model that the assistant loads by path, an index built with it refuses the
+default embedder, and `assistant eval --compare-index` scores the assistant over it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from assistant import Assistant, Settings
+from assistant.cli import main
+from assistant.index import IndexMismatchError, ingest
+from tests.conftest import CORPUS, ROOT, SHARED_DATA
+
+BIOASQ = SHARED_DATA / "bioasq_taskb_golden_mirage"
+pytestmark = pytest.mark.skipif(
+    not (BIOASQ.exists() and (SHARED_DATA / "pubmedqa").exists()),
+    reason=f"{SHARED_DATA} lacks BioASQ/PubMedQA: the training recipe is not run")
+
+
+def test_recipe_trains_a_model_the_assistant_uses(starter_index, tmp_path, capsys):
+    out = tmp_path / "model"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_embedder.py"), "--data", str(SHARED_DATA),
+         "--out", str(out), "--limit", "16", "--batch-size", "8"],
+        capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    recipe = json.loads((out / "training.json").read_text())
+    assert recipe["never_seen"] == "BioASQ Task11B" and recipe["examples"] == 16
+    assert recipe["steps"] >= 2 and recipe["bioasq_questions"] > 1900
+
+    index = tmp_path / "index-ft"
+    ingest([CORPUS], Settings(index_path=index, embedder=str(out)), progress=False)
+    with pytest.raises(IndexMismatchError, match="ASSISTANT_EMBEDDER"):
+        Assistant.open(index)  # default embedder: refused, with the fix in the message
+    tuned = Assistant.open(index, Settings(embedder=str(out)))
+    answer = tuned.ask("How is cytokine release syndrome managed?")
+    assert answer.references and not answer.abstained
+
+    questions = tmp_path / "two.jsonl"
+    questions.write_text("\n".join(
+        (ROOT / "eval" / "gold" / "starter.jsonl").read_text().splitlines()[:2]) + "\n")
+    assert main(["eval", "--questions", str(questions), "--index", str(starter_index),
+                 "--compare-index", str(index), "--out", str(tmp_path / "report"),
+                 "--quiet"]) == 0
+    assert "| assistant@index-ft |" in capsys.readouterr().out
