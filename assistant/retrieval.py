@@ -136,7 +136,7 @@ class Retriever:
                    vector: np.ndarray | None = None) -> Candidates:
         """The query vector and the ``depth`` best passages of each kind by cosine (FAISS)
         and by BM25, merged over both kinds so they rank on one scale."""
-        text = query if isinstance(query, str) else query.text
+        text = query if isinstance(query, str) else query.lexical or query.text
         vector = self.query_vector(query) if vector is None else vector
         words = lexical_words(text)
         dense: list[tuple[float, int]] = []
