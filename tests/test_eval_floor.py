@@ -16,7 +16,10 @@ from assistant.eval.report import summary_table
 from assistant.index import ingest
 from tests.conftest import ROOT, SHARED_DATA
 
-RECALL_AT_10_FLOOR = 0.78  # own gold set; measured 0.837 when set (eval/README.md)
+# Own gold set: measured recall@10 0.901, nDCG@10 0.828 with the fitted fusion (eval/README.md);
+# the floors leave room for about two questions' worth of change.
+RECALL_AT_10_FLOOR = 0.86
+NDCG_AT_10_FLOOR = 0.78
 OUT_OF_SCOPE_ABSTENTION_FLOOR = 0.85
 BIOASQ_QUESTIONS = 50
 BIOASQ = SHARED_DATA / "bioasq_taskb_golden_mirage"
@@ -39,6 +42,7 @@ def test_own_gold_set_floor(starter_assistant, tmp_path):
     s = check(evaluate(starter_assistant, items, progress=False, name="ci-starter"),
               tmp_path / "starter")
     assert s["recall@10"] >= RECALL_AT_10_FLOOR
+    assert s["ndcg@10"] >= NDCG_AT_10_FLOOR
     assert s["abstention_out_of_scope"] >= OUT_OF_SCOPE_ABSTENTION_FLOOR
 
 
