@@ -1,7 +1,7 @@
 """CI's reduced evaluation (see eval/README.md, "CI floor"): the project's own gold set
 over the starter corpus, and the first 50 BioASQ questions over an index of the starter
 corpus plus those questions' gold snippets. Fails if answer shape or citation validity
-drop below 100%, or recall@10 on the own gold set drops below its floor."""
+drop below 100%, or recall@10 or nDCG@10 on either set drops below its floor."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ RECALL_AT_10_FLOOR = 0.86
 NDCG_AT_10_FLOOR = 0.78
 OUT_OF_SCOPE_ABSTENTION_FLOOR = 0.85
 BIOASQ_QUESTIONS = 50
+BIOASQ_RECALL_AT_10_FLOOR = 0.80
+BIOASQ_NDCG_AT_10_FLOOR = 0.88
 BIOASQ = SHARED_DATA / "bioasq_taskb_golden_mirage"
 
 
@@ -61,4 +63,6 @@ def test_bioasq_slice(starter_index, tmp_path):
     ingest([snippets], Settings(index_path=index), progress=False)
     s = check(evaluate(Assistant.open(index), items, progress=False, name="ci-bioasq"),
               tmp_path / "bioasq")
-    assert s["recall@10"] > 0.3  # sanity: the gold snippets are in the index
+    # Measured recall@10 0.859, nDCG@10 0.942 with the fitted fusion (eval/README.md).
+    assert s["recall@10"] >= BIOASQ_RECALL_AT_10_FLOOR
+    assert s["ndcg@10"] >= BIOASQ_NDCG_AT_10_FLOOR
