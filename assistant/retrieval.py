@@ -139,21 +139,20 @@ class Retriever:
         text = query if isinstance(query, str) else query.lexical or query.text
         vector = self.query_vector(query) if vector is None else vector
         words = lexical_words(text)
-        dense: list[tuple[float, int]] = []
+        dense: list[int] = []
         lexical: list[tuple[float, int]] = []
         for kind in KINDS:
             rows = self.index.rows[kind]
-            dense += [(float(self.index.vectors[rows[local]] @ vector), int(rows[local]))
-                      for local in self.index.search_rows(vector, kind, depth)]
+            dense += [int(rows[local]) for local in self.index.search_rows(vector, kind, depth)]
             lexical += [(score, int(rows[local]))
                         for local, score in self.lexical[kind].search(words, depth)]
-        dense.sort(reverse=True)
         lexical.sort(reverse=True)
-        rows = list(dict.fromkeys([r for _, r in dense] + [r for _, r in lexical]))
-        cosines = self.index.vectors[rows] @ vector if rows else np.zeros(0)
-        return Candidates(vector=vector, dense=[r for _, r in dense],
-                          lexical=[r for _, r in lexical],
-                          cosine=dict(zip(rows, map(float, cosines))))
+        rows = list(dict.fromkeys(dense + [r for _, r in lexical]))
+        # Every candidate's cosine in one product; the dense ranking is by it.
+        cosine = dict(zip(rows, map(float, self.index.vectors[rows] @ vector))) if rows else {}
+        dense.sort(key=lambda r: (cosine[r], r), reverse=True)
+        return Candidates(vector=vector, dense=dense, lexical=[r for _, r in lexical],
+                          cosine=cosine)
 
     def fuse(self, found: Candidates, top_k: int, settings: Settings | None = None
              ) -> dict[Kind, list[ScoredPassage]]:
@@ -182,8 +181,13 @@ class Retriever:
                  ) -> tuple[np.ndarray, dict[Kind, list[ScoredPassage]]]:
         """The query vector and, per kind, its top-k fused passages (see ``fuse``)."""
         top_k = top_k or self.settings.top_k
-        found = self.candidates(query, depth=max(4 * top_k, 30))
+        found = self.candidates(query, depth=candidate_depth(top_k))
         return found.vector, self.fuse(found, top_k)
+
+
+def candidate_depth(top_k: int) -> int:
+    """How many passages of each kind each ranking contributes for a top_k per kind."""
+    return max(4 * top_k, 30)
 
 
 @dataclass

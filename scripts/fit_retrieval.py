@@ -31,23 +31,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-TRAIN_YEARS = ("Task7B", "Task8B", "Task9B", "Task10B")
 MIN_GAIN = 0.001  # a smaller gain is noise: the current (design) value is kept
 GRID = {
     "rrf_k": [5, 10, 20, 40, 60, 100],
     "dense_weight": [0.3, 0.4, 0.5, 0.6, 0.7],
     "min_passage_score": [-1.0, 0.1, 0.2, 0.25, 0.3, 0.35],
 }
-
-
-def gold_sets(data: Path):
-    from assistant.eval import load_gold
-
-    root = data / "bioasq_taskb_golden_mirage"
-    bioasq = [item for year in TRAIN_YEARS for folder in sorted(root.glob(year + "Golden*"))
-              for item in load_gold(folder, "bioasq")]
-    pubmedqa = load_gold(data / "pubmedqa" / "ori_pqal.json", "pubmedqa")
-    return {"bioasq_7b_10b": bioasq, "pubmedqa": pubmedqa}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,14 +52,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from assistant import Assistant
     from assistant.eval.baselines import documents_of
+    from assistant.eval.gold import fitting_sets
     from assistant.eval.metrics import mean, ndcg_at_k
-    from assistant.eval.runner import PASSAGES_PER_KIND
+    from assistant.eval.runner import PASSAGES_PER_KIND, merged_hits
+    from assistant.retrieval import candidate_depth
 
     started = time.perf_counter()
     assistant = Assistant.open(args.index)
     retriever = assistant.retriever
-    sets = {name: items[: args.limit] for name, items in gold_sets(args.data).items()}
-    depth = max(4 * PASSAGES_PER_KIND, 30)  # as Retriever.retrieve(query, PASSAGES_PER_KIND)
+    sets = {name: items[: args.limit] for name, items in fitting_sets(args.data)[0].items()}
+    depth = candidate_depth(PASSAGES_PER_KIND)  # as the evaluation asks the retriever
     candidates: dict[float, dict[str, list]] = {}
     queries = {name: [assistant.search_query(i.question, [])[0] for i in items]
                for name, items in sets.items()}
@@ -88,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, items in sets.items():
             ndcgs = []
             for item, found in zip(items, found_for(values["focus_weight"])[name]):
-                hits = sorted((h for hs in retriever.fuse(found, PASSAGES_PER_KIND, settings)
-                               .values() for h in hs), key=lambda h: (-h.fusion, -h.score))
+                hits = merged_hits(retriever.fuse(found, PASSAGES_PER_KIND, settings))
                 ranking = documents_of([h.passage.id for h in hits],
                                        {h.passage.id: h.passage.doc_id for h in hits})
                 ndcgs.append(ndcg_at_k(ranking, set(item.gold_doc_ids), 10))

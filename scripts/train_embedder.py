@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import time
 from pathlib import Path
@@ -35,53 +34,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DEFAULT_OUT = Path.home() / ".cache" / "clinical-assistant" / "embedders" / "minilm-bioasq7-10b-pubmedqa"
-TRAIN_YEARS = ("Task7B", "Task8B", "Task9B", "Task10B")
-HELD_OUT = "Task11B"
-_PMID = re.compile(r"(\d+)\s*$")
-
-
-def normalise(question: str) -> str:
-    return " ".join(re.findall(r"\w+", question.lower()))
-
-
-def bioasq_files(data: Path, prefix: str) -> list[Path]:
-    root = data / "bioasq_taskb_golden_mirage"
-    return sorted(f for f in root.rglob("*_golden.json") if f.parent.name.startswith(prefix))
 
 
 def training_questions(data: Path) -> tuple[list[tuple[str, str, list[str]]], dict]:
     """(question id, question, gold document ids) of 7B–10B and PubMedQA, and counts."""
-    held_out = {normalise(q["body"]) for f in bioasq_files(data, HELD_OUT)
-                for q in json.loads(f.read_text())["questions"]}
-    questions, seen, dropped = [], set(), 0
-    for f in [f for year in TRAIN_YEARS for f in bioasq_files(data, year + "Golden")]:
-        for q in json.loads(f.read_text())["questions"]:
-            if q["id"] in seen:
-                continue
-            seen.add(q["id"])
-            if normalise(q["body"]) in held_out:
-                dropped += 1
-                continue
-            pmids = [m.group(1) for d in q.get("documents", []) if (m := _PMID.search(d))]
-            questions.append((q["id"], q["body"], [f"pmid:{p}" for p in dict.fromkeys(pmids)]))
-    bioasq = len(questions)
-    pubmedqa = json.loads((data / "pubmedqa" / "ori_pqal.json").read_text())
-    questions += [(f"pubmedqa:{pmid}", item["QUESTION"], [f"pmid:{pmid}"])
-                  for pmid, item in pubmedqa.items()]
-    return questions, {"bioasq_questions": bioasq, "bioasq_dropped_as_in_11b": dropped,
-                       "pubmedqa_questions": len(questions) - bioasq}
+    from assistant.eval.gold import fitting_sets
+
+    sets, dropped = fitting_sets(data)
+    questions = [(i.id, i.question, i.gold_doc_ids) for items in sets.values() for i in items]
+    return questions, {"bioasq_questions": len(sets["bioasq_7b_10b"]),
+                       "bioasq_dropped_as_in_11b": dropped,
+                       "pubmedqa_questions": len(sets["pubmedqa"])}
 
 
 def training_passages(data: Path, embedder) -> dict[str, list[str]]:
     """Document id -> its passages as the index embeds them (header + text)."""
     from assistant.chunking import Chunker, passage_header
+    from assistant.eval.gold import fit_folders
     from assistant.readers import load_paths
     from assistant.settings import Settings
 
     settings = Settings()
-    paths = [*(f for year in TRAIN_YEARS for f in bioasq_files(data, year + "Golden")),
-             data / "pubmedqa" / "ori_pqal.json"]
-    documents, errors = load_paths(paths)
+    documents, errors = load_paths([*fit_folders(data), data / "pubmedqa" / "ori_pqal.json"])
     if errors:
         raise SystemExit("cannot read training data:\n" + "\n".join(map(str, errors)))
     chunker = Chunker(embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)
@@ -149,13 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    if not bioasq_files(args.data, "Task7B") or not (args.data / "pubmedqa").is_dir():
+    from assistant.eval.gold import fit_folders
+
+    if not fit_folders(args.data) or not (args.data / "pubmedqa").is_dir():
         print(f"error: BioASQ/PubMedQA data not found under {args.data}", file=sys.stderr)
         return 2
     import torch
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     from assistant.embedding import Embedder, bf16_supported
+    from assistant.eval.gold import FIT_YEARS, HELD_OUT_YEAR
     from assistant.settings import DEFAULT_EMBEDDER
 
     started = time.perf_counter()
@@ -203,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     (args.out / "training.json").write_text(json.dumps({
         "base_model": DEFAULT_EMBEDDER, "recipe": recipe, "bf16_autocast": use_bf16,
-        "data_seen": [f"BioASQ {', '.join(TRAIN_YEARS)} golden sets (questions, gold "
+        "data_seen": [f"BioASQ {', '.join(FIT_YEARS)} golden sets (questions, gold "
                       "documents, snippets)", "PubMedQA ori_pqal.json (questions, contexts)"],
-        "never_seen": "BioASQ Task11B", **counts, "steps": len(plan),
+        "never_seen": f"BioASQ {HELD_OUT_YEAR}", **counts, "steps": len(plan),
         "seconds": round(time.perf_counter() - started, 1)}, indent=1))
     print(f"saved to {args.out} ({time.perf_counter() - started:.0f} s); "
           f"use it with ASSISTANT_EMBEDDER={args.out}")

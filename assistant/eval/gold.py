@@ -80,6 +80,37 @@ def load_gold(path: str | Path, fmt: str = "auto", limit: int | None = None) -> 
     return items[:limit] if limit else items
 
 
+# BioASQ Task B years that fitting and training may read; 11B is held out for evaluation.
+FIT_YEARS = ("Task7B", "Task8B", "Task9B", "Task10B")
+HELD_OUT_YEAR = "Task11B"
+
+
+def fit_folders(data: Path) -> list[Path]:
+    """The BioASQ golden-set folders of FIT_YEARS under ``data`` (../shared/data)."""
+    root = data / "bioasq_taskb_golden_mirage"
+    return [f for year in FIT_YEARS for f in sorted(root.glob(year + "Golden*"))]
+
+
+def fitting_sets(data: Path) -> tuple[dict[str, list[GoldItem]], int]:
+    """The gold sets anything may be fitted or trained on (``data`` is ../shared/data):
+    BioASQ 7B-10B, less any question whose text is also an 11B question, and PubMedQA;
+    and how many BioASQ questions were left out for matching 11B."""
+    def normalise(question: str) -> str:
+        return " ".join(re.findall(r"\w+", question.lower()))
+
+    root = data / "bioasq_taskb_golden_mirage"
+    held_out = {normalise(i.question) for folder in sorted(root.glob(HELD_OUT_YEAR + "*"))
+                for i in _load_bioasq(folder)}
+    bioasq: dict[str, GoldItem] = {}
+    for folder in fit_folders(data):
+        for item in _load_bioasq(folder):
+            bioasq.setdefault(item.id, item)
+    kept = [i for i in bioasq.values() if normalise(i.question) not in held_out]
+    return ({"bioasq_7b_10b": kept,
+             "pubmedqa": _load_pubmedqa(data / "pubmedqa" / "ori_pqal.json")},
+            len(bioasq) - len(kept))
+
+
 def detect_format(path: Path) -> str:
     if path.is_dir():
         return "bioasq"

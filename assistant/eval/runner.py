@@ -17,7 +17,7 @@ from assistant.assistant import Assistant, QuestionError
 from assistant.eval import metrics as m
 from assistant.eval.baselines import BASELINES, documents_of
 from assistant.eval.gold import GoldItem
-from assistant.types import Answer
+from assistant.types import Answer, Kind, ScoredPassage
 
 K_VALUES = (5, 10, 20)
 CURVE_DEPTH = 20  # recall@1..20 is kept for the curves
@@ -37,6 +37,11 @@ class EvalResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     git: dict[str, Any] = field(default_factory=dict)  # the code that ran, taken at the start
+
+
+def merged_hits(found: dict[Kind, list[ScoredPassage]]) -> list[ScoredPassage]:
+    """Both kinds' passages in the retriever's own (fusion) order: what is ranked."""
+    return sorted((h for hs in found.values() for h in hs), key=lambda h: (-h.fusion, -h.score))
 
 
 def retrieval_scores(ranking: list[str], gold: set[str]) -> dict[str, Any]:
@@ -127,7 +132,7 @@ class Runner:
         # The same retriever, query, embedder and relevance bar, only ranked deeper;
         # both kinds merged in the retriever's own (fusion) order.
         _, found = self.recorder.inner.retrieve(query, PASSAGES_PER_KIND)
-        hits = sorted((h for hs in found.values() for h in hs), key=lambda h: (-h.fusion, -h.score))
+        hits = merged_hits(found)
         ranking = documents_of([h.passage.id for h in hits], self.passage_docs)
 
         citation_errors = m.citation_errors(answer, used_ids, self.passage_docs)
