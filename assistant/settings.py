@@ -69,14 +69,17 @@ class Settings(BaseSettings):
         "the question contributes nothing (the evidence does not address it)")
     # Fitted on BioASQ 7B-10B + PubMedQA by scripts/fit_retrieval.py, never on 11B
     # (eval/README.md, eval/fit_retrieval.json): the passage floor and the fusion of the
-    # dense and BM25 rankings (weighted reciprocal rank). BioASQ 7B-10B nDCG@10 0.798 ->
-    # 0.820 against the earlier floor 0.35 and k 60. Every floor above -1 cost nDCG: the
+    # dense and BM25 scores (assistant/retrieval.py). Every floor above -1 cost nDCG: the
     # relevance bar (per kind) decides whether there is evidence, and the composer's
     # min_sentence_score decides what is quoted.
     min_passage_score: float = Field(
         -1.0, ge=-1, le=1, description="cosine similarity below which a passage is not used")
-    rrf_k: int = Field(20, ge=1, description="reciprocal-rank fusion constant")
-    dense_weight: float = Field(0.5, ge=0, le=1, description="dense share of the fusion")
+    dense_weight: float = Field(
+        0.75, ge=0, le=1, description="share of the cosine in the fused score; the rest is "
+        "the BM25 score over the best BM25 score among the candidates")
+    feedback_weight: float = Field(
+        0.6, ge=0, description="weight of the first pass's best passage added to the query "
+        "vector for the second pass (pseudo-relevance feedback); 0: no feedback")
     # Weight of a self-contained question's corpus-rare words in its vector. A design
     # value, not fitted: in a narrow corpus (the starter one) it is what finds "solid"
     # among CAR-T documents; on BioASQ 7B-10B 0.0 would gain 0.002 nDCG@10.

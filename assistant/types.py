@@ -61,7 +61,7 @@ class Passage(BaseModel):
 class ScoredPassage(BaseModel):
     passage: Passage
     score: float  # cosine similarity with the query: the relevance bar applies to it
-    fusion: float = 0.0  # reciprocal-rank fusion score: the retrieval order (across kinds)
+    fusion: float = 0.0  # fused cosine and BM25 score: the retrieval order (across kinds)
 
 
 class Statement(BaseModel):

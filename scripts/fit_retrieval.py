@@ -2,8 +2,9 @@
 
     python scripts/fit_retrieval.py [--index indexes/benchmark] [--data ../shared/data]
 
-Fitted: ``rrf_k`` and ``dense_weight`` (weighted reciprocal-rank fusion) and
-``min_passage_score`` (the passage floor below the relevance bar). ``focus_weight`` (weight
+Fitted: ``dense_weight`` (share of the cosine in the fused score), ``feedback_weight``
+(pseudo-relevance feedback from the first pass's best passage) and ``min_passage_score``
+(the passage floor below the relevance bar). ``focus_weight`` (weight
 of a question's corpus-rare words in its vector) is scored but kept at its design value
 (1.0): it matters in a narrow corpus such as the starter one ("solid" among CAR-T
 documents), which these broad sets do not represent (``--focus-weights`` scores others
@@ -33,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 MIN_GAIN = 0.001  # a smaller gain is noise: the current (design) value is kept
 GRID = {
-    "rrf_k": [5, 10, 20, 40, 60, 100],
-    "dense_weight": [0.3, 0.4, 0.5, 0.6, 0.7],
+    "dense_weight": [0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9],
+    "feedback_weight": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
     "min_passage_score": [-1.0, 0.1, 0.2, 0.25, 0.3, 0.35],
 }
 

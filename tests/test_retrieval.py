@@ -1,6 +1,7 @@
 """Retrieval over the real starter index: fusion is one pure step over the candidates (what
-scripts/fit_retrieval.py fits is what answers use), and the relevance bar is a decision per
-kind, with the passage floor below it."""
+scripts/fit_retrieval.py fits is what answers use), feedback only reorders what the
+question found, and the relevance bar is a decision per kind, with the passage floor
+below it."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def test_fusion_parameters_change_the_ranking(starter_assistant):
     retriever = starter_assistant.retriever
     candidates = retriever.candidates(QUESTION, depth=32)
     settings = starter_assistant.settings
-    dense_only = retriever.fuse(candidates, 8, settings.with_overrides(dense_weight=1.0))
+    plain = settings.with_overrides(feedback_weight=0.0)
+    dense_only = retriever.fuse(candidates, 8, plain.with_overrides(dense_weight=1.0))
     lexical_only = retriever.fuse(candidates, 8, settings.with_overrides(dense_weight=0.0))
     for kind in KINDS:  # weight 1: pure cosine order; weight 0: pure BM25 order
         cosines = [h.score for h in dense_only[kind]]
@@ -44,6 +46,28 @@ def test_fusion_parameters_change_the_ranking(starter_assistant):
     want = [starter_assistant.index.passages[r].id for r in bm25_order
             if candidates.cosine[r] >= settings.min_passage_score][:8]
     assert got == want
+
+
+def test_feedback_reorders_only_what_the_question_found(starter_assistant):
+    retriever = starter_assistant.retriever
+    candidates = retriever.candidates(QUESTION, depth=32)
+    settings = starter_assistant.settings
+    assert settings.feedback_weight > 0
+    plain = retriever.fuse(candidates, 8, settings.with_overrides(feedback_weight=0.0))
+    fed = retriever.fuse(candidates, 8)
+    found = {starter_assistant.index.passages[r].id for r in candidates.cosine}
+    assert {h.passage.id for hs in fed.values() for h in hs} <= found
+    assert {k for k in KINDS if fed[k]} == {k for k in KINDS if plain[k]}  # bar: unchanged
+    # The best first-pass passage is the feedback, so it stays first; the rest may move.
+    first = [max((h for hs in f.values() for h in hs), key=lambda h: h.fusion).passage.id
+             for f in (plain, fed)]
+    assert first[0] == first[1]
+    assert ranked(fed) != ranked(plain)
+    for kind in KINDS:  # each passage keeps its own cosine with the question
+        for h in fed[kind]:
+            row = next(r for r in candidates.cosine
+                       if starter_assistant.index.passages[r].id == h.passage.id)
+            assert h.score == candidates.cosine[row]
 
 
 def test_relevance_bar_is_per_kind(starter_assistant):
