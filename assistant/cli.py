@@ -118,6 +118,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     name = args.out.name if args.out else args.questions.stem.split(".")[0]
     variants = {path.name: _open_with_its_embedder(path, _settings(args))
                 for path in args.compare_index or []}
+    if args.compare_reranker:  # the assistant (and each compared index) with the reranker
+        reranking = _settings(args).with_overrides(reranker=str(args.compare_reranker))
+        indexes = [_settings(args).index_path, *(args.compare_index or [])]
+        variants.update({("" if n == 0 else f"{path.name}+") + "rerank":
+                         _open_with_its_embedder(path, reranking)
+                         for n, path in enumerate(indexes)})
     result = evaluate(_open(args), items, baselines=args.baselines,
                       progress=not args.quiet, name=name, variants=variants)
     out = write_report(result, args.out or Path("eval/reports") / name)
@@ -190,6 +196,10 @@ def parser() -> argparse.ArgumentParser:
                    help="also score the assistant over this index, with the embedder it was "
                         "built with (e.g. a fine-tuned one), as method assistant@NAME; "
                         "may be repeated")
+    p.add_argument("--compare-reranker", type=Path, metavar="MODEL",
+                   help="also score the assistant (and each --compare-index) with this "
+                        "reranker (scripts/train_reranker.py), as assistant@rerank and "
+                        "assistant@NAME+rerank")
     p.add_argument("--out", type=Path, help="report folder (default: eval/reports/<name>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)

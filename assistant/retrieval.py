@@ -32,6 +32,7 @@ from assistant.chunking import passage_header
 from assistant.condense import SearchQuery, content_words
 from assistant.embedding import Embedder
 from assistant.index import Index
+from assistant.rerank import Reranker, reranked, to_rerank
 from assistant.settings import Settings
 from assistant.types import KINDS, Kind, ScoredPassage
 
@@ -106,6 +107,8 @@ class Retriever:
     def __init__(self, index: Index, embedder: Embedder, settings: Settings):
         index.check_embedder(embedder)
         self.index, self.embedder, self.settings = index, embedder, settings
+        self.reranker = (Reranker(settings.reranker, settings.embed_precision)
+                         if settings.reranker else None)
         self.lexical = {
             kind: LexicalIndex([
                 passage_header(index.documents[index.passages[row].doc_id].title,
@@ -210,10 +213,25 @@ class Retriever:
 
     def retrieve(self, query: str | SearchQuery, top_k: int | None = None
                  ) -> tuple[np.ndarray, dict[Kind, list[ScoredPassage]]]:
-        """The query vector and, per kind, its top-k fused passages (see ``fuse``)."""
+        """The query vector and, per kind, its top-k fused passages (see ``fuse``),
+        reranked when the settings name a reranker."""
         top_k = top_k or self.settings.top_k
         found = self.candidates(query, depth=candidate_depth(top_k))
-        return found.vector, self.fuse(found, top_k)
+        hits = self.fuse(found, top_k)
+        if self.reranker:
+            scores = self.rerank_scores(query, hits, self.settings.rerank_depth)
+            hits = reranked(hits, scores, self.settings.rerank_weight)
+        return found.vector, hits
+
+    def rerank_scores(self, query: str | SearchQuery, hits: dict[Kind, list[ScoredPassage]],
+                      depth: int) -> dict[str, float]:
+        """The reranker's probability for each of the ``depth`` best fused passages
+        (passage id -> probability), read with the question's own words."""
+        text = query if isinstance(query, str) else query.lexical or query.text
+        read = to_rerank(hits, depth)
+        texts = [passage_header(self.index.documents[h.passage.doc_id].title, h.passage.section)
+                 + "\n" + h.passage.text for h in read]
+        return dict(zip([h.passage.id for h in read], map(float, self.reranker.score(text, texts))))
 
 
 def candidate_depth(top_k: int) -> int:

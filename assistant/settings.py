@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     feedback_weight: float = Field(
         0.6, ge=0, description="weight of the first pass's best passage added to the query "
         "vector for the second pass (pseudo-relevance feedback); 0: no feedback")
+    # Optional cross-encoder reranker (scripts/train_reranker.py; assistant/rerank.py): a
+    # model folder, e.g. ~/.cache/clinical-assistant/rerankers/minilm-ce-bioasq7-9b-pubmedqa.
+    # It reads the rerank_depth best fused passages; its weight and depth are fitted on
+    # BioASQ 10B, which it was not trained on (scripts/fit_retrieval.py --reranker).
+    reranker: str | None = None
+    rerank_depth: int = Field(20, ge=1, le=200)
+    rerank_weight: float = Field(1.0, ge=0)
     # Weight of a self-contained question's corpus-rare words in its vector. A design
     # value, not fitted: in a narrow corpus (the starter one) it is what finds "solid"
     # among CAR-T documents; on BioASQ 7B-10B 0.0 would gain 0.002 nDCG@10.

@@ -20,6 +20,12 @@ replaces the current one only if it gains more than MIN_GAIN on the objective (e
 question's candidates are computed once per focus weight, so a round takes a minute or
 two). Prints each step and the best values, to be written into assistant/settings.py;
 ``--out FILE`` also saves them with the per-set scores as JSON.
+
+    python scripts/fit_retrieval.py --reranker DIR [--out eval/fit_reranker.json]
+
+fits the optional reranker's ``rerank_weight`` and ``rerank_depth`` instead, by a full
+grid, on BioASQ 10B only: the questions scripts/train_reranker.py leaves out (it trains on
+7B-9B and PubMedQA), with the fusion settings as they are.
 """
 
 from __future__ import annotations
@@ -38,6 +44,11 @@ GRID = {
     "feedback_weight": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
     "min_passage_score": [-1.0, 0.1, 0.2, 0.25, 0.3, 0.35],
 }
+RERANK_GRID = {
+    "rerank_depth": [10, 20, 30],
+    "rerank_weight": [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 100.0],  # 100: the reranker's order alone
+}
+RERANK_FIT_YEAR = "10B"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--focus-weights", type=float, nargs="*", default=[0.0, 0.5],
                         help="also score these focus weights at the fitted values")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--reranker", type=Path,
+                        help="fit this reranker's weight and depth on BioASQ 10B instead")
     args = parser.parse_args(argv)
+    if args.reranker:
+        return fit_reranker(args)
 
     from assistant import Assistant
     from assistant.eval.baselines import documents_of
@@ -112,6 +127,64 @@ def main(argv: list[str] | None = None) -> int:
             "fitted": best, "scores": best_score,
             "other_focus_weights": {str(w): r for w, r in others.items()}, "questions": {n: len(s) for n, s in sets.items()},
             "index": str(args.index), "grid": GRID}, indent=1))
+    return 0
+
+
+def fit_reranker(args: argparse.Namespace) -> int:
+    from assistant import Assistant
+    from assistant.eval.baselines import documents_of
+    from assistant.eval.gold import fitting_sets
+    from assistant.eval.metrics import mean, ndcg_at_k
+    from assistant.eval.runner import PASSAGES_PER_KIND, merged_hits
+    from assistant.rerank import Reranker, reranked, to_rerank
+    from assistant.retrieval import candidate_depth
+
+    started = time.perf_counter()
+    assistant = Assistant.open(args.index)
+    retriever = assistant.retriever
+    retriever.reranker = Reranker(args.reranker, assistant.settings.embed_precision)
+    items = [i for i in fitting_sets(args.data)[0]["bioasq_7b_10b"]
+             if i.source.startswith(RERANK_FIT_YEAR)][: args.limit]
+    deepest = max(RERANK_GRID["rerank_depth"])
+    cases = []
+    for item in items:  # the fused hits and the reranker's scores, once per question
+        query = assistant.search_query(item.question, [])[0]
+        found = retriever.candidates(query, candidate_depth(PASSAGES_PER_KIND))
+        hits = retriever.fuse(found, PASSAGES_PER_KIND)
+        cases.append((item, hits, retriever.rerank_scores(query, hits, deepest)))
+    print(f"{len(items)} BioASQ {RERANK_FIT_YEAR} questions read in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+
+    def score(depth: int | None, weight: float) -> float:
+        ndcgs = []
+        for item, hits, scores in cases:
+            if depth:
+                read = {h.passage.id for h in to_rerank(hits, depth)}
+                hits = reranked(hits, {p: v for p, v in scores.items() if p in read}, weight)
+            ranked = merged_hits(hits)
+            ranking = documents_of([h.passage.id for h in ranked],
+                                   {h.passage.id: h.passage.doc_id for h in ranked})
+            ndcgs.append(ndcg_at_k(ranking, set(item.gold_doc_ids), 10))
+        return mean(ndcgs)
+
+    without = score(None, 0.0)
+    print(f"without the reranker: nDCG@10 {without:.4f}")
+    results = {(d, w): score(d, w) for d in RERANK_GRID["rerank_depth"]
+               for w in RERANK_GRID["rerank_weight"]}
+    for (depth, weight), value in results.items():
+        print(f"rerank_depth {depth:>3}, rerank_weight {weight:>6}: nDCG@10 {value:.4f}")
+    (depth, weight), best = max(results.items(), key=lambda t: t[1])
+    if best <= without + MIN_GAIN:
+        print("the reranker does not gain on BioASQ 10B: leave Settings.reranker unset")
+    print(f"fitted (write into assistant/settings.py): rerank_depth = {depth}, "
+          f"rerank_weight = {weight} (nDCG@10 {best:.4f} against {without:.4f} without)")
+    if args.out:
+        args.out.write_text(json.dumps({
+            "fitted": {"rerank_depth": depth, "rerank_weight": weight},
+            "ndcg@10": best, "without_reranker": without, "questions": len(items),
+            "fit_set": f"BioASQ {RERANK_FIT_YEAR}", "reranker": str(args.reranker),
+            "grid": {f"{d},{w}": v for (d, w), v in results.items()},
+            "seconds": round(time.perf_counter() - started, 1)}, indent=1))
     return 0
 
 

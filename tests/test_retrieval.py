@@ -95,3 +95,23 @@ def test_follow_up_focus_weighs_its_own_words(starter_assistant):
     focused = retriever.query_vector(SearchQuery("toxicities — CAR T cells", focus="toxicities"))
     own = starter_assistant.embedder.embed(["toxicities"])[0]
     assert float(focused @ own) > float(plain @ own)
+
+
+def test_reranked_reorders_only_the_read_passages(starter_assistant):
+    from assistant.rerank import reranked, to_rerank
+
+    _, hits = starter_assistant.retriever.retrieve(QUESTION, top_k=8)
+    read = to_rerank(hits, 6)
+    assert len(read) == 6 and all(h.fusion >= max(
+        (o.fusion for hs in hits.values() for o in hs if o not in read), default=-1) for h in read)
+    # The last read passage is judged the only answer; the rest of what was read is not.
+    scores = {h.passage.id: 0.0 for h in read} | {read[-1].passage.id: 1.0}
+    strong = reranked(hits, scores, weight=100.0)
+    merged = sorted((h for hs in strong.values() for h in hs), key=lambda h: -h.fusion)
+    assert merged[0].passage.id == read[-1].passage.id
+    for kind in KINDS:
+        assert {h.passage.id for h in strong[kind]} == {h.passage.id for h in hits[kind]}
+        unread = [h.passage.id for h in hits[kind] if h.passage.id not in scores]
+        if unread:  # after the read ones, in fused order
+            assert [h.passage.id for h in strong[kind]][-len(unread):] == unread
+    assert ranked(reranked(hits, scores, weight=0.0)) == ranked(hits)  # weight 0: fused order
