@@ -68,6 +68,12 @@ def test_feedback_reorders_only_what_the_question_found(starter_assistant):
             row = next(r for r in candidates.cosine
                        if starter_assistant.index.passages[r].id == h.passage.id)
             assert h.score == candidates.cosine[row]
+    # A follow-up gets no feedback: its first pass is led by the earlier topic.
+    follow_up = retriever.candidates(SearchQuery("toxicities — CAR T cells", focus="toxicities"),
+                                     depth=32)
+    assert follow_up.follow_up
+    assert ranked(retriever.fuse(follow_up, 8)) == ranked(
+        retriever.fuse(follow_up, 8, settings.with_overrides(feedback_weight=0.0)))
 
 
 def test_relevance_bar_is_per_kind(starter_assistant):
