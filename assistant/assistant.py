@@ -121,13 +121,14 @@ class Assistant:
         yield {"type": "answer", "answer": answer}
 
 
-def limit_threads(threads: int) -> None:
+def limit_threads(threads: int | None) -> None:
     """Size torch's and FAISS's thread pools for answering (see Settings.query_threads)."""
     import faiss
     import torch
 
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(1)
 
 
 def as_turns(history: Sequence[Turn | Answer]) -> list[Turn]:

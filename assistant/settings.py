@@ -40,9 +40,12 @@ class Settings(BaseSettings):
     # Torch threads while ingesting (None: torch's default, every core). On cores shared
     # with other work, 1 thread can beat 2 (the pools spin against the other jobs).
     ingest_threads: int | None = Field(None, ge=1)
-    # Threads for answering. One query is too small to split: with torch's and FAISS's
-    # pools both spinning on 2 cores, a query embedding took 1 s instead of 35 ms here.
-    query_threads: int = Field(1, ge=1)
+    # Torch threads for embedding a question (None: torch's default, every core). FAISS
+    # searches a question with one thread whatever this says: one vector is too small to
+    # split, and two spinning pools on 2 cores made a query embedding take 1 s instead
+    # of 35 ms here. With FAISS on one thread, torch on both cores embeds a question in
+    # 8.8 ms against 11.6 ms on one (benchmarks/retrieval_speed.py index, 2-core CPU).
+    query_threads: int | None = Field(None, ge=1)
 
     # Chunking, in the embedder's own word pieces so no passage is silently truncated.
     chunk_tokens: int = Field(200, ge=32, description="passage body size in word pieces")

@@ -11,7 +11,8 @@ a follow-up such as "What about its adverse effects?"), it times:
 - naive: the same two calls back to back with torch's and FAISS's default thread pools;
 - llama-index: the default retriever, VectorStoreIndex over a FaissVectorStore with the
   same embedder (assistant/eval/baselines.py), default thread pools;
-- the same two with the assistant's thread settings, for comparison;
+- the same two on one thread, and naive with the assistant's thread settings (torch
+  Settings.query_threads, FAISS one thread), for comparison;
 - assistant: Assistant.search_query + Retriever.retrieve (condensation, abbreviation
   expansion, focus, dense + BM25 per kind, fusion, relevance bar), with the assistant's
   own thread settings (Settings.query_threads).
@@ -67,11 +68,6 @@ def timed(call: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def set_threads(n: int) -> None:
-    torch.set_num_threads(n)
-    faiss.omp_set_num_threads(n)
-
-
 def stats(values: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
@@ -88,7 +84,7 @@ def main() -> int:
 
     default_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
     assistant = Assistant.open(args.index)  # sets the query thread pools; restored below
-    own_threads = assistant.settings.query_threads
+    own_threads = torch.get_num_threads(), faiss.omp_get_max_threads()  # Settings.query_threads
     embedder, index = assistant.embedder, assistant.index
     flat = faiss.IndexFlatIP(index.vectors.shape[1])
     flat.add(index.vectors)
@@ -107,18 +103,16 @@ def main() -> int:
         "embed (default threads)": (default_threads, lambda i: embedder.embed([texts[i]])),
         "FAISS (default threads)": (default_threads,
                                     lambda i: flat.search(vectors[i:i + 1], 10)),
-        f"embed ({own_threads} thread)": ((own_threads,) * 2,
-                                          lambda i: embedder.embed([texts[i]])),
-        f"FAISS ({own_threads} thread)": ((own_threads,) * 2,
-                                          lambda i: flat.search(vectors[i:i + 1], 10)),
+        "embed (1 thread)": ((1, 1), lambda i: embedder.embed([texts[i]])),
+        "FAISS (1 thread)": ((1, 1), lambda i: flat.search(vectors[i:i + 1], 10)),
         "naive": (default_threads,
                   lambda i: flat.search(embedder.embed([texts[i]]), 10)),
         "llama-index": (default_threads, lambda i: llama.retrieve(texts[i])),
-        f"naive ({own_threads} thread)": ((own_threads,) * 2,
-                                          lambda i: flat.search(embedder.embed([texts[i]]), 10)),
-        f"llama-index ({own_threads} thread)": ((own_threads,) * 2,
-                                                lambda i: llama.retrieve(texts[i])),
-        "assistant": ((own_threads,) * 2, lambda i: run_assistant(*steps[i])),
+        "naive (1 thread)": ((1, 1), lambda i: flat.search(embedder.embed([texts[i]]), 10)),
+        "llama-index (1 thread)": ((1, 1), lambda i: llama.retrieve(texts[i])),
+        f"naive (assistant's threads: torch {own_threads[0]}, FAISS {own_threads[1]})": (
+            own_threads, lambda i: flat.search(embedder.embed([texts[i]]), 10)),
+        "assistant": (own_threads, lambda i: run_assistant(*steps[i])),
     }
     times: dict[str, list[float]] = {name: [] for name in blocks}
     loads = []
@@ -130,7 +124,8 @@ def main() -> int:
                 call(i)
             times[name] += [timed(lambda: call(i)) for i in range(len(steps))]
             loads.append(os.getloadavg()[0])
-    set_threads(own_threads)
+    torch.set_num_threads(own_threads[0])
+    faiss.omp_set_num_threads(own_threads[1])
 
     p50 = {name: stats(values)[0] for name, values in times.items()}
     embed_name = min((n for n in p50 if n.startswith("embed")), key=p50.__getitem__)
