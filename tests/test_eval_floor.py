@@ -16,14 +16,14 @@ from assistant.eval.report import summary_table
 from assistant.index import ingest
 from tests.conftest import ROOT, SHARED_DATA
 
-# Own gold set: measured recall@10 0.901, nDCG@10 0.828 with the fitted fusion (eval/README.md);
+# Own gold set: measured recall@10 0.902, nDCG@10 0.842 with the fitted fusion (eval/README.md);
 # the floors leave room for about two questions' worth of change.
 RECALL_AT_10_FLOOR = 0.86
-NDCG_AT_10_FLOOR = 0.78
+NDCG_AT_10_FLOOR = 0.80
 OUT_OF_SCOPE_ABSTENTION_FLOOR = 0.85
 BIOASQ_QUESTIONS = 50
-BIOASQ_RECALL_AT_10_FLOOR = 0.80
-BIOASQ_NDCG_AT_10_FLOOR = 0.88
+BIOASQ_RECALL_AT_10_FLOOR = 0.82
+BIOASQ_NDCG_AT_10_FLOOR = 0.90
 BIOASQ = SHARED_DATA / "bioasq_taskb_golden_mirage"
 
 
@@ -63,6 +63,6 @@ def test_bioasq_slice(starter_index, tmp_path):
     ingest([snippets], Settings(index_path=index), progress=False)
     s = check(evaluate(Assistant.open(index), items, progress=False, name="ci-bioasq"),
               tmp_path / "bioasq")
-    # Measured recall@10 0.859, nDCG@10 0.942 with the fitted fusion (eval/README.md).
+    # Measured recall@10 0.868, nDCG@10 0.947 with the fitted fusion (eval/README.md).
     assert s["recall@10"] >= BIOASQ_RECALL_AT_10_FLOOR
     assert s["ndcg@10"] >= BIOASQ_NDCG_AT_10_FLOOR
