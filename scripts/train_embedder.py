@@ -25,7 +25,6 @@ indexes/benchmark-ft`` with that variable set). The default install never needs 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -109,29 +108,21 @@ def batches(examples: list[dict], size: int, rng: random.Random) -> list[list[di
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training import common_arguments, data_missing, optimise, write_recipe
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-5)
+    common_arguments(parser, DEFAULT_OUT, batch_size=32, batch_help="pairs per step",
+                     learning_rate=3e-5, limit_help="only N examples (smoke test)")
     parser.add_argument("--per-question", type=int, default=6,
                         help="at most this many positive passages per question")
     parser.add_argument("--max-tokens", type=int, default=256, help="passage truncation")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--limit", type=int, default=None, help="only N examples (smoke test)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-
-    from assistant.eval.gold import fit_folders
-
-    if not fit_folders(args.data) or not (args.data / "pubmedqa").is_dir():
-        print(f"error: BioASQ/PubMedQA data not found under {args.data}", file=sys.stderr)
+    if data_missing(args.data):
         return 2
     import torch
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    from assistant.embedding import Embedder, bf16_supported
+    from assistant.embedding import Embedder
     from assistant.eval.gold import FIT_YEARS, HELD_OUT_YEAR
     from assistant.settings import DEFAULT_EMBEDDER
 
@@ -152,38 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{counts}; data ready in {time.perf_counter() - started:.0f} s", flush=True)
 
     loss = MultipleNegativesRankingLoss(model, scale=20.0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
     plan = [b for _ in range(args.epochs) for b in batches(examples, args.batch_size, rng)]
-    warmup = max(1, len(plan) // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (len(plan) - step) / (len(plan) - warmup + 1))))
-    use_bf16 = bf16_supported()
-    model.train()
-    running = 0.0
-    for step, batch in enumerate(plan, 1):
+
+    def step_loss(batch: list[dict]):
         features = [model.preprocess([ex[column] for ex in batch])
                     for column in ("query", "positive", "negative")]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            value = loss(features, torch.arange(len(batch)))
-        optimizer.zero_grad()
-        value.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        running = 0.95 * running + 0.05 * value.item() if step > 1 else value.item()
-        if step % 20 == 0 or step == len(plan):
-            print(f"step {step}/{len(plan)} loss {running:.3f} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
-    model.eval()
+        return loss(features, torch.arange(len(batch)))
+
+    optimise(model, plan, step_loss, args.learning_rate, started)
     args.out.mkdir(parents=True, exist_ok=True)
     model.save(str(args.out))
-    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (args.out / "training.json").write_text(json.dumps({
-        "base_model": DEFAULT_EMBEDDER, "recipe": recipe, "bf16_autocast": use_bf16,
-        "data_seen": [f"BioASQ {', '.join(FIT_YEARS)} golden sets (questions, gold "
-                      "documents, snippets)", "PubMedQA ori_pqal.json (questions, contexts)"],
-        "never_seen": f"BioASQ {HELD_OUT_YEAR}", **counts, "steps": len(plan),
-        "seconds": round(time.perf_counter() - started, 1)}, indent=1))
+    write_recipe(args, started,
+                 data_seen=[f"BioASQ {', '.join(FIT_YEARS)} golden sets (questions, gold "
+                            "documents, snippets)", "PubMedQA ori_pqal.json (questions, contexts)"],
+                 never_seen=f"BioASQ {HELD_OUT_YEAR}", **counts, steps=len(plan))
     print(f"saved to {args.out} ({time.perf_counter() - started:.0f} s); "
           f"use it with ASSISTANT_EMBEDDER={args.out}")
     return 0

@@ -29,7 +29,6 @@ with ``ASSISTANT_RERANKER=<out>``; the default install never needs it.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -88,28 +87,20 @@ def training_groups(data: Path, negatives: int, rng: random.Random) -> tuple[lis
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training import common_arguments, data_missing, optimise, write_recipe
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=8, help="groups per step")
+    common_arguments(parser, DEFAULT_OUT, batch_size=8, batch_help="groups per step",
+                     learning_rate=5e-5, limit_help="only N groups (smoke test)")
     parser.add_argument("--negatives", type=int, default=3, help="hard negatives per group")
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--max-tokens", type=int, default=256, help="question + passage")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--limit", type=int, default=None, help="only N groups (smoke test)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-
-    from assistant.eval.gold import fit_folders
-
-    if not fit_folders(args.data) or not (args.data / "pubmedqa").is_dir():
-        print(f"error: BioASQ/PubMedQA data not found under {args.data}", file=sys.stderr)
+    if data_missing(args.data):
         return 2
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from assistant.embedding import bf16_supported, resolve_model_path
+    from assistant.embedding import resolve_model_path
     from assistant.eval.gold import HELD_OUT_YEAR
     from assistant.settings import DEFAULT_EMBEDDER
 
@@ -126,49 +117,32 @@ def main(argv: list[str] | None = None) -> int:
     base = resolve_model_path(DEFAULT_EMBEDDER)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
     plan = []
     for _ in range(args.epochs):
         order = groups[:]
         rng.shuffle(order)
         plan += [order[i:i + args.batch_size] for i in range(0, len(order), args.batch_size)]
-    warmup = max(1, len(plan) // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (len(plan) - step) / (len(plan) - warmup + 1))))
-    use_bf16 = bf16_supported()
     size = 1 + args.negatives
-    model.train()
-    running = 0.0
-    for step, batch in enumerate(plan, 1):
+
+    def step_loss(batch: list[dict]):
+        """The cross-entropy of each group's positive (first) among its logits."""
         queries = [g["query"] for g in batch for _ in range(size)]
         texts = [t for g in batch for t in [g["positive"], *g["negatives"]]]
         features = tokenizer(queries, texts, truncation="only_second", max_length=args.max_tokens,
                              padding=True, return_tensors="pt")
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(**features).logits.float().view(len(batch), size)
-        value = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
-        optimizer.zero_grad()
-        value.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        running = 0.95 * running + 0.05 * value.item() if step > 1 else value.item()
-        if step % 20 == 0 or step == len(plan):
-            print(f"step {step}/{len(plan)} loss {running:.3f} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
-    model.eval()
+        logits = model(**features).logits.float().view(len(batch), size)
+        return torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
+
+    optimise(model, plan, step_loss, args.learning_rate, started)
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(args.out))
     tokenizer.save_pretrained(str(args.out))
-    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (args.out / "training.json").write_text(json.dumps({
-        "base_model": DEFAULT_EMBEDDER, "recipe": recipe, "bf16_autocast": use_bf16,
-        "data_seen": [f"BioASQ {', '.join(TRAIN_YEARS)} golden sets (questions, gold "
-                      "documents, snippets of 7B-10B)",
-                      "PubMedQA ori_pqal.json (questions, contexts)"],
-        "never_seen": f"BioASQ 10B questions (kept for fitting the combination), {HELD_OUT_YEAR}",
-        **counts, "steps": len(plan), "seconds": round(time.perf_counter() - started, 1)},
-        indent=1))
+    write_recipe(args, started,
+                 data_seen=[f"BioASQ {', '.join(TRAIN_YEARS)} golden sets (questions, gold "
+                            "documents, snippets of 7B-10B)",
+                            "PubMedQA ori_pqal.json (questions, contexts)"],
+                 never_seen=f"BioASQ 10B questions (kept for fitting the combination), "
+                            f"{HELD_OUT_YEAR}", **counts, steps=len(plan))
     print(f"saved to {args.out} ({time.perf_counter() - started:.0f} s); "
           f"use it with ASSISTANT_RERANKER={args.out}")
     return 0
