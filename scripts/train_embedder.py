@@ -108,7 +108,7 @@ def batches(examples: list[dict], size: int, rng: random.Random) -> list[list[di
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training import common_arguments, data_missing, optimise, write_recipe
+    from training import begin, common_arguments, data_missing, optimise, write_recipe
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common_arguments(parser, DEFAULT_OUT, batch_size=32, batch_help="pairs per step",
@@ -126,11 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.eval.gold import FIT_YEARS, HELD_OUT_YEAR
     from assistant.settings import DEFAULT_EMBEDDER
 
-    started = time.perf_counter()
-    rng = random.Random(args.seed)
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    started, rng = begin(args)
     embedder = Embedder(DEFAULT_EMBEDDER, precision="fp32")
     model = embedder.model
     model.max_seq_length = args.max_tokens

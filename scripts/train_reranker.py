@@ -87,7 +87,7 @@ def training_groups(data: Path, negatives: int, rng: random.Random) -> tuple[lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training import common_arguments, data_missing, optimise, write_recipe
+    from training import begin, common_arguments, data_missing, optimise, write_recipe
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common_arguments(parser, DEFAULT_OUT, batch_size=8, batch_help="groups per step",
@@ -104,11 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.eval.gold import HELD_OUT_YEAR
     from assistant.settings import DEFAULT_EMBEDDER
 
-    started = time.perf_counter()
-    rng = random.Random(args.seed)
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    started, rng = begin(args)
     groups, counts = training_groups(args.data, args.negatives, rng)
     if args.limit:
         groups = rng.sample(groups, min(args.limit, len(groups)))

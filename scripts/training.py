@@ -35,6 +35,18 @@ def data_missing(data: Path) -> bool:
     return True
 
 
+def begin(args: argparse.Namespace):
+    """The clock, and the seeded random generator; torch seeded and its threads set."""
+    import random
+
+    import torch
+
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return time.perf_counter(), random.Random(args.seed)
+
+
 def optimise(model, plan: list, step_loss: Callable, learning_rate: float, started: float) -> None:
     """One AdamW pass over ``plan`` (a list of batches): linear warm-up over the first
     tenth, then linear decay; gradients clipped at 1; ``step_loss(batch)`` computes the

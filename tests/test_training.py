@@ -24,6 +24,17 @@ pytestmark = pytest.mark.skipif(
     reason=f"{SHARED_DATA} lacks BioASQ/PubMedQA: the training recipe is not run")
 
 
+def two_question_eval(starter_index, tmp_path, capsys, option: str, value) -> str:
+    """`assistant eval` of the first two own gold questions with one compare option: its
+    printed table."""
+    questions = tmp_path / "two.jsonl"
+    questions.write_text("\n".join(
+        (ROOT / "eval" / "gold" / "starter.jsonl").read_text().splitlines()[:2]) + "\n")
+    assert main(["eval", "--questions", str(questions), "--index", str(starter_index),
+                 option, str(value), "--out", str(tmp_path / "report"), "--quiet"]) == 0
+    return capsys.readouterr().out
+
+
 def test_recipe_trains_a_model_the_assistant_uses(starter_index, tmp_path, capsys):
     out = tmp_path / "model"
     run = subprocess.run(
@@ -43,13 +54,8 @@ def test_recipe_trains_a_model_the_assistant_uses(starter_index, tmp_path, capsy
     answer = tuned.ask("How is cytokine release syndrome managed?")
     assert answer.references and not answer.abstained
 
-    questions = tmp_path / "two.jsonl"
-    questions.write_text("\n".join(
-        (ROOT / "eval" / "gold" / "starter.jsonl").read_text().splitlines()[:2]) + "\n")
-    assert main(["eval", "--questions", str(questions), "--index", str(starter_index),
-                 "--compare-index", str(index), "--out", str(tmp_path / "report"),
-                 "--quiet"]) == 0
-    assert "| assistant@index-ft |" in capsys.readouterr().out
+    assert "| assistant@index-ft |" in two_question_eval(
+        starter_index, tmp_path, capsys, "--compare-index", index)
 
 
 def test_reranker_recipe_trains_a_model_the_assistant_uses(starter_index, tmp_path, capsys,
@@ -75,13 +81,8 @@ def test_reranker_recipe_trains_a_model_the_assistant_uses(starter_index, tmp_pa
     answer = reranking.ask(question)
     assert answer.references and not answer.abstained
 
-    questions = tmp_path / "two.jsonl"
-    questions.write_text("\n".join(
-        (ROOT / "eval" / "gold" / "starter.jsonl").read_text().splitlines()[:2]) + "\n")
-    assert main(["eval", "--questions", str(questions), "--index", str(starter_index),
-                 "--compare-reranker", str(out), "--out", str(tmp_path / "report"),
-                 "--quiet"]) == 0
-    assert "| assistant@rerank |" in capsys.readouterr().out
+    assert "| assistant@rerank |" in two_question_eval(
+        starter_index, tmp_path, capsys, "--compare-reranker", out)
 
     monkeypatch.setenv("ASSISTANT_RERANKER", str(tmp_path / "missing"))
     assert main(["ask", "--index", str(starter_index), question]) == 2
