@@ -110,16 +110,19 @@ class Retriever:
         self.reranker = (Reranker(settings.reranker, settings.embed_precision)
                          if settings.reranker else None)
         self.lexical = {
-            kind: LexicalIndex([
-                passage_header(index.documents[index.passages[row].doc_id].title,
-                               index.passages[row].section) + "\n" + index.passages[row].text
-                for row in index.rows[kind]])
+            kind: LexicalIndex([self.passage_text(index.passages[row]) for row in index.rows[kind]])
             for kind in KINDS
         }
         # Share of passages containing each stemmed word: what the corpus is "about".
         counts = sum((self.lexical[kind].document_frequency for kind in KINDS), Counter())
         total = max(len(index.passages), 1)
         self.passage_share = {w: n / total for w, n in counts.items()}
+
+    def passage_text(self, passage) -> str:
+        """A passage as BM25 and the reranker read it: its header (document title and
+        section) and its text, as the index embedded it."""
+        return (passage_header(self.index.documents[passage.doc_id].title, passage.section)
+                + "\n" + passage.text)
 
     def focus_of(self, query: str) -> str | None:
         """The query's words that are rare in this corpus, when they are only some of its
@@ -196,8 +199,8 @@ class Retriever:
         hits: dict[Kind, list[ScoredPassage]] = {kind: [] for kind in KINDS}
         if not rows:
             return hits
-        top_bm25 = max(max(found.bm25.get(r, 0.0) for r in rows), 1e-9)
-        lexical = np.array([found.bm25.get(r, 0.0) for r in rows]) / top_bm25
+        lexical = np.array([found.bm25.get(r, 0.0) for r in rows])
+        lexical = lexical / max(float(lexical.max()), 1e-9)
         cosine = np.array([found.cosine[r] for r in rows])
         fused = s.dense_weight * cosine + (1 - s.dense_weight) * lexical
         # No feedback for a follow-up: most of its words are the earlier topic's, so the
@@ -234,8 +237,7 @@ class Retriever:
         (passage id -> probability), read with the question's own words."""
         text = query if isinstance(query, str) else query.lexical or query.text
         read = to_rerank(hits, depth)
-        texts = [passage_header(self.index.documents[h.passage.doc_id].title, h.passage.section)
-                 + "\n" + h.passage.text for h in read]
+        texts = [self.passage_text(h.passage) for h in read]
         return dict(zip([h.passage.id for h in read], map(float, self.reranker.score(text, texts))))
 
 
