@@ -11,14 +11,27 @@ from collections.abc import Callable
 
 from llama_index.core.node_parser import SentenceSplitter
 
-from assistant.types import Document, Passage
+from assistant.types import UNTITLED_NAME, Document, Passage
 
 MAX_HEADER_TOKENS = 48
 
 
 def passage_header(title: str, section: str) -> str:
-    """What is embedded in front of a passage: where it comes from."""
+    """What is embedded in front of a passage: where it comes from. A document with no
+    title of its own has no header: its stand-in name ("PubMed article <PMID>") and its
+    reader's generic section say nothing about the passage, and in front of the 11,873
+    BioASQ passages without a title they pulled those vectors together (BioASQ 7B-10B
+    nDCG@10 0.847 with them, 0.848 without)."""
+    if UNTITLED_NAME.fullmatch(title):
+        return ""
     return f"{title} — {section}" if section else title
+
+
+def embedded_text(title: str, section: str, text: str) -> str:
+    """A passage as it is embedded, searched by BM25 and read by the reranker: its header
+    (if any), then its text."""
+    header = passage_header(title, section)
+    return f"{header}\n{text}" if header else text
 
 
 class Chunker:

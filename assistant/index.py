@@ -29,7 +29,7 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-from assistant.chunking import Chunker, passage_header
+from assistant.chunking import Chunker, embedded_text
 from assistant.embedding import Embedder, load_embedder
 from assistant.readers import LoadError, load_paths
 from assistant.settings import Settings
@@ -111,9 +111,15 @@ def _manifest_settings(settings: Settings, embedder: Embedder) -> dict:
     }
 
 
+# How chunking.embedded_text writes a passage for the embedder. Part of every document's
+# hash, so when it changes the next ingest embeds every document again (2: documents
+# without a title of their own have no header).
+PASSAGE_TEXT_VERSION = 2
+
+
 def document_hash(doc: Document, params: dict) -> str:
     content = doc.model_dump(exclude={"path"})
-    blob = json.dumps([content, params], sort_keys=True, ensure_ascii=False)
+    blob = json.dumps([content, params, PASSAGE_TEXT_VERSION], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -383,7 +389,7 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
             import torch
 
             torch.set_num_threads(settings.ingest_threads)
-        texts = [passage_header(titles[p.doc_id], p.section) + "\n" + p.text for p in to_embed]
+        texts = [embedded_text(titles[p.doc_id], p.section, p.text) for p in to_embed]
         step = settings.embed_batch_size * 8
         parts = []
         with tqdm(total=len(texts), unit="passage", desc="embedding", disable=not progress) as bar:

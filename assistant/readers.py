@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from assistant.types import Document, Kind
+from assistant.types import Document, Kind, untitled_name
 
 FORMATS = ("auto", "markdown", "pdq", "jsonl", "pubmedqa", "bioasq")
 _SUFFIXES = {".md", ".markdown", ".jsonl", ".json"}
@@ -313,7 +313,7 @@ def _load_bioasq(path: Path) -> Iterator[Document]:
     for pmid in sorted(set(titles) | set(snippets)):
         body = snippets.get(pmid) or [titles[pmid]]
         yield Document(
-            id=f"pmid:{pmid}", title=titles.get(pmid, f"PubMed article {pmid}"),
+            id=f"pmid:{pmid}", title=titles.get(pmid) or untitled_name(pmid),
             kind="research", source="PubMed", pmid=pmid, url=pubmed_url(pmid),
             path=str(path), sections=[("Abstract excerpts", "\n\n".join(body))],
         )

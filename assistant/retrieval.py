@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import bm25s
 import numpy as np
 
-from assistant.chunking import passage_header
+from assistant.chunking import embedded_text
 from assistant.condense import SearchQuery, content_words
 from assistant.embedding import Embedder
 from assistant.index import Index
@@ -59,9 +59,9 @@ def token_words(tokens) -> list[list[str]]:
 class LexicalIndex:
     """BM25 over one kind's passages (with their headers), rows aligned to Index.rows."""
 
-    def __init__(self, texts: list[str]):
+    def __init__(self, texts: list[str], k1: float, b: float):
         self.size = len(texts)
-        self.bm25 = bm25s.BM25()
+        self.bm25 = bm25s.BM25(k1=k1, b=b)
         # How many passages contain each stemmed word (for Retriever.focus_of).
         self.document_frequency: Counter[str] = Counter()
         if texts:
@@ -109,20 +109,24 @@ class Retriever:
         self.index, self.embedder, self.settings = index, embedder, settings
         self.reranker = (Reranker(settings.reranker, settings.embed_precision)
                          if settings.reranker else None)
-        self.lexical = {
-            kind: LexicalIndex([self.passage_text(index.passages[row]) for row in index.rows[kind]])
-            for kind in KINDS
-        }
+        self.lexical = self.lexical_indexes(settings)
         # Share of passages containing each stemmed word: what the corpus is "about".
         counts = sum((self.lexical[kind].document_frequency for kind in KINDS), Counter())
         total = max(len(index.passages), 1)
         self.passage_share = {w: n / total for w, n in counts.items()}
 
+    def lexical_indexes(self, settings: Settings) -> dict[Kind, LexicalIndex]:
+        """BM25 over each kind's passages, with the settings' k1 and b."""
+        return {kind: LexicalIndex([self.passage_text(self.index.passages[row])
+                                    for row in self.index.rows[kind]],
+                                   settings.bm25_k1, settings.bm25_b)
+                for kind in KINDS}
+
     def passage_text(self, passage) -> str:
         """A passage as BM25 and the reranker read it: its header (document title and
         section) and its text, as the index embedded it."""
-        return (passage_header(self.index.documents[passage.doc_id].title, passage.section)
-                + "\n" + passage.text)
+        return embedded_text(self.index.documents[passage.doc_id].title, passage.section,
+                             passage.text)
 
     def focus_of(self, query: str) -> str | None:
         """The query's words that are rare in this corpus, when they are only some of its

@@ -83,11 +83,17 @@ class Settings(BaseSettings):
     feedback_weight: float = Field(
         0.6, ge=0, description="weight of the first pass's best passage added to the query "
         "vector for the second pass (pseudo-relevance feedback); 0: no feedback")
+    # BM25's term saturation and length normalisation, fitted with the fusion
+    # (scripts/fit_retrieval.py): BioASQ 7B-10B nDCG@10 0.856 against 0.848 with bm25s'
+    # defaults (1.5, 0.75). A word counts mostly once, and long passages are barely
+    # penalised: in snippets and guideline sections, repeating a term is not more relevance.
+    bm25_k1: float = Field(0.5, gt=0)
+    bm25_b: float = Field(0.4, ge=0, le=1)
     # Optional cross-encoder reranker (scripts/train_reranker.py; assistant/rerank.py): a
     # model folder, e.g. ~/.cache/clinical-assistant/rerankers/minilm-ce-bioasq7-9b-pubmedqa.
     # It reads the rerank_depth best fused passages; its weight and depth were fitted on
     # BioASQ 10B, which it was not trained on (scripts/fit_retrieval.py --reranker,
-    # eval/fit_reranker.json): nDCG@10 0.840 -> 0.863 at depth 30, weight 1.
+    # eval/fit_reranker.json): nDCG@10 0.847 -> 0.862 at depth 30, weight 1.
     reranker: str | None = None
     rerank_depth: int = Field(30, ge=1, le=200)
     rerank_weight: float = Field(1.0, ge=0)

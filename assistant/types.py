@@ -28,6 +28,14 @@ NO_RESEARCH = (
 )
 
 
+def untitled_name(pmid: str) -> str:
+    """What a document with no title of its own is called in the reference list."""
+    return f"PubMed article {pmid}"
+
+
+UNTITLED_NAME = re.compile(r"PubMed article \d+")
+
+
 class Document(BaseModel):
     """A loaded source document, before chunking."""
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from assistant.chunking import passage_header
+from assistant.chunking import embedded_text
 from assistant.embedding import Embedder, bf16_supported, resolve_model_path
 from assistant.index import Index
 from assistant.settings import DEFAULT_EMBEDDER
@@ -40,9 +40,8 @@ def main() -> int:
     index = Index.open(args.index)
     rows = np.random.default_rng(0).choice(len(index.passages),
                                            min(args.passages, len(index.passages)), replace=False)
-    texts = [passage_header(index.documents[index.passages[r].doc_id].title,
-                            index.passages[r].section) + "\n" + index.passages[r].text
-             for r in rows]
+    texts = [embedded_text(index.documents[index.passages[r].doc_id].title,
+                           index.passages[r].section, index.passages[r].text) for r in rows]
     default_threads = torch.get_num_threads()
     plain = SentenceTransformer(resolve_model_path(DEFAULT_EMBEDDER), device="cpu")
     fp32 = Embedder(DEFAULT_EMBEDDER, precision="fp32")

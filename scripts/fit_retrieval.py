@@ -3,8 +3,8 @@
     python scripts/fit_retrieval.py [--index indexes/benchmark] [--data ../shared/data]
 
 Fitted: ``dense_weight`` (share of the cosine in the fused score), ``feedback_weight``
-(pseudo-relevance feedback from the first pass's best passage) and ``min_passage_score``
-(the passage floor below the relevance bar). ``focus_weight`` (weight
+(pseudo-relevance feedback from the first pass's best passage), ``min_passage_score``
+(the passage floor below the relevance bar) and BM25's ``bm25_k1`` and ``bm25_b``. ``focus_weight`` (weight
 of a question's corpus-rare words in its vector) is scored but kept at its design value
 (1.0): it matters in a narrow corpus such as the starter one ("solid" among CAR-T
 documents), which these broad sets do not represent (``--focus-weights`` scores others
@@ -17,8 +17,8 @@ out-of-scope questions abstaining.
 
 Search: coordinate ascent over small grids from the current settings, two rounds; a value
 replaces the current one only if it gains more than MIN_GAIN on the objective (each
-question's candidates are computed once per focus weight, so a round takes a minute or
-two). Prints each step and the best values, to be written into assistant/settings.py;
+question's vector is computed once per focus weight and its candidates once per focus
+weight and BM25 pair, so a round takes a few minutes). Prints each step and the best values, to be written into assistant/settings.py;
 ``--out FILE`` also saves them with the per-set scores as JSON.
 
     python scripts/fit_retrieval.py --reranker DIR [--out eval/fit_reranker.json]
@@ -43,6 +43,8 @@ GRID = {
     "dense_weight": [0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9],
     "feedback_weight": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
     "min_passage_score": [-1.0, 0.1, 0.2, 0.25, 0.3, 0.35],
+    "bm25_k1": [0.5, 0.7, 0.9, 1.2, 1.5],
+    "bm25_b": [0.2, 0.3, 0.4, 0.5, 0.75],
 }
 RERANK_GRID = {
     "rerank_depth": [10, 20, 30],
@@ -78,23 +80,34 @@ def main(argv: list[str] | None = None) -> int:
     retriever = assistant.retriever
     sets = {name: items[: args.limit] for name, items in fitting_sets(args.data)[0].items()}
     depth = candidate_depth(PASSAGES_PER_KIND)  # as the evaluation asks the retriever
-    candidates: dict[float, dict[str, list]] = {}
     queries = {name: [assistant.search_query(i.question, [])[0] for i in items]
                for name, items in sets.items()}
+    vectors: dict[float, dict[str, list]] = {}  # per focus weight
+    lexical: dict[tuple[float, float], dict] = {}  # BM25 indexes per (k1, b)
+    candidates: dict[tuple[float, float, float], dict[str, list]] = {}
 
-    def found_for(focus_weight: float) -> dict[str, list]:
-        if focus_weight not in candidates:
-            candidates[focus_weight] = {
-                name: [retriever.candidates(q, depth, retriever.query_vector(q, focus_weight))
-                       for q in qs] for name, qs in queries.items()}
-        return candidates[focus_weight]
+    def found_for(values: dict) -> dict[str, list]:
+        """Each question's candidates under these focus and BM25 values (computed once)."""
+        focus, bm25 = values["focus_weight"], (values["bm25_k1"], values["bm25_b"])
+        if (focus, *bm25) not in candidates:
+            if focus not in vectors:
+                vectors[focus] = {name: [retriever.query_vector(q, focus) for q in qs]
+                                  for name, qs in queries.items()}
+            if bm25 not in lexical:
+                lexical[bm25] = retriever.lexical_indexes(
+                    assistant.settings.with_overrides(bm25_k1=bm25[0], bm25_b=bm25[1]))
+            retriever.lexical = lexical[bm25]
+            candidates[(focus, *bm25)] = {
+                name: [retriever.candidates(q, depth, v) for q, v in zip(qs, vectors[focus][name])]
+                for name, qs in queries.items()}
+        return candidates[(focus, *bm25)]
 
     def score(values: dict) -> dict[str, float]:
         settings = assistant.settings.with_overrides(**values)
         out = {}
         for name, items in sets.items():
             ndcgs = []
-            for item, found in zip(items, found_for(values["focus_weight"])[name]):
+            for item, found in zip(items, found_for(values)[name]):
                 hits = merged_hits(retriever.fuse(found, PASSAGES_PER_KIND, settings))
                 ranking = documents_of([h.passage.id for h in hits],
                                        {h.passage.id: h.passage.doc_id for h in hits})

@@ -48,7 +48,7 @@ def training_questions(data: Path) -> tuple[list[tuple[str, str, list[str]]], di
 
 def training_passages(data: Path, embedder) -> dict[str, list[str]]:
     """Document id -> its passages as the index embeds them (header + text)."""
-    from assistant.chunking import Chunker, passage_header
+    from assistant.chunking import Chunker, embedded_text
     from assistant.eval.gold import fit_folders
     from assistant.readers import load_paths
     from assistant.settings import Settings
@@ -58,8 +58,8 @@ def training_passages(data: Path, embedder) -> dict[str, list[str]]:
     if errors:
         raise SystemExit("cannot read training data:\n" + "\n".join(map(str, errors)))
     chunker = Chunker(embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)
-    return {doc.id: [passage_header(doc.title, p.section) + "\n" + p.text
-                     for p in chunker.chunk(doc)] for doc in documents}
+    return {doc.id: [embedded_text(doc.title, p.section, p.text) for p in chunker.chunk(doc)]
+            for doc in documents}
 
 
 def make_examples(questions, passages: dict[str, list[str]], per_question: int,

@@ -5,8 +5,11 @@ below it."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from assistant.cli import SEED_QUESTION
 from assistant.condense import SearchQuery
+from assistant.retrieval import lexical_words
 from assistant.types import KINDS
 
 QUESTION = "How is cytokine release syndrome managed?"
@@ -121,3 +124,22 @@ def test_reranked_reorders_only_the_read_passages(starter_assistant):
         if unread:  # after the read ones, in fused order
             assert [h.passage.id for h in strong[kind]][-len(unread):] == unread
     assert ranked(reranked(hits, scores, weight=0.0)) == ranked(hits)  # weight 0: fused order
+
+
+def test_bm25_settings_reach_the_lexical_index(starter_assistant):
+    """k1 and b (fitted with the fusion) are the BM25 the retriever scores with: with b = 0
+    a passage's length no longer lowers its score, so the long passages that hold the
+    question's words gain against the short ones."""
+    retriever = starter_assistant.retriever
+    words = lexical_words(QUESTION)
+    rows = retriever.index.rows["research"]
+    length = np.array([len(lexical_words(retriever.passage_text(retriever.index.passages[r])))
+                       for r in rows])
+    default = retriever.lexical["research"].scores(words)
+    no_length = retriever.lexical_indexes(
+        starter_assistant.settings.with_overrides(bm25_b=0.0))["research"].scores(words)
+    found = default > 0
+    assert found.sum() >= 4
+    middle = np.median(length[found])
+    gain = no_length / np.where(found, default, 1)
+    assert gain[found & (length > middle)].mean() > gain[found & (length < middle)].mean()

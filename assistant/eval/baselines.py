@@ -28,7 +28,7 @@ from llama_index.retrievers.bm25 import BM25Retriever
 from llama_index.vector_stores.faiss import FaissVectorStore
 from pydantic import PrivateAttr
 
-from assistant.chunking import passage_header
+from assistant.chunking import embedded_text
 from assistant.embedding import Embedder
 from assistant.index import Index
 
@@ -62,7 +62,7 @@ def passage_nodes(index: Index, with_vectors: bool) -> list[TextNode]:
     for row, p in enumerate(index.passages):
         title = index.documents[p.doc_id].title
         nodes.append(TextNode(
-            id_=p.id, text=passage_header(title, p.section) + "\n" + p.text,
+            id_=p.id, text=embedded_text(title, p.section, p.text),
             metadata={"doc_id": p.doc_id, "kind": p.kind},
             excluded_embed_metadata_keys=["doc_id", "kind"],
             excluded_llm_metadata_keys=["doc_id", "kind"],
