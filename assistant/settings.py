@@ -85,8 +85,7 @@ class Settings(BaseSettings):
         "vector for the second pass (pseudo-relevance feedback); 0: no feedback")
     # BM25's term saturation and length normalisation, fitted with the fusion
     # (scripts/fit_retrieval.py): BioASQ 7B-10B nDCG@10 0.856 against 0.848 with bm25s'
-    # defaults (1.5, 0.75). A word counts mostly once, and long passages are barely
-    # penalised: in snippets and guideline sections, repeating a term is not more relevance.
+    # defaults (1.5, 0.75): a repeated word adds little, and a long passage loses little.
     bm25_k1: float = Field(0.5, gt=0)
     bm25_b: float = Field(0.4, ge=0, le=1)
     # Optional cross-encoder reranker (scripts/train_reranker.py; assistant/rerank.py): a

@@ -4,9 +4,9 @@
 
 Fitted: ``dense_weight`` (share of the cosine in the fused score), ``feedback_weight``
 (pseudo-relevance feedback from the first pass's best passage), ``min_passage_score``
-(the passage floor below the relevance bar) and BM25's ``bm25_k1`` and ``bm25_b``. ``focus_weight`` (weight
-of a question's corpus-rare words in its vector) is scored but kept at its design value
-(1.0): it matters in a narrow corpus such as the starter one ("solid" among CAR-T
+(the passage floor below the relevance bar) and BM25's ``bm25_k1`` and ``bm25_b``.
+``focus_weight`` (weight of a question's corpus-rare words in its vector) is scored but
+kept at its design value (1.0): it matters in a narrow corpus such as the starter one ("solid" among CAR-T
 documents), which these broad sets do not represent (``--focus-weights`` scores others
 for the record). The objective is the mean document nDCG@10 of the
 assistant's ranking, exactly as ``assistant eval`` ranks it (the retriever's own
@@ -18,8 +18,9 @@ out-of-scope questions abstaining.
 Search: coordinate ascent over small grids from the current settings, two rounds; a value
 replaces the current one only if it gains more than MIN_GAIN on the objective (each
 question's vector is computed once per focus weight and its candidates once per focus
-weight and BM25 pair, so a round takes a few minutes). Prints each step and the best values, to be written into assistant/settings.py;
-``--out FILE`` also saves them with the per-set scores as JSON.
+weight and BM25 pair; two rounds took 12 minutes on 2 cores). Prints each step and the
+best values, to be written into assistant/settings.py; ``--out FILE`` also saves them
+with the per-set scores as JSON.
 
     python scripts/fit_retrieval.py --reranker DIR [--out eval/fit_reranker.json]
 
