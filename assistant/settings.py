@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # model folder, e.g. ~/.cache/clinical-assistant/rerankers/minilm-ce-bioasq7-9b-pubmedqa.
     # It reads the rerank_depth best fused passages; its weight and depth were fitted on
     # BioASQ 10B, which it was not trained on (scripts/fit_retrieval.py --reranker,
-    # eval/fit_reranker.json): nDCG@10 0.847 -> 0.862 at depth 30, weight 1.
+    # eval/fit_reranker.json): nDCG@10 0.847 -> 0.861 at depth 30, weight 1.
     reranker: str | None = None
     rerank_depth: int = Field(30, ge=1, le=200)
     rerank_weight: float = Field(1.0, ge=0)
