@@ -7,9 +7,7 @@ import json
 import pytest
 
 from assistant.chunking import Chunker, embedded_text
-from assistant.embedding import Embedder
 from assistant.readers import load_paths
-from assistant.settings import DEFAULT_EMBEDDER
 from assistant.types import untitled_name
 
 from .conftest import CORPUS, SHARED_DATA
@@ -70,13 +68,15 @@ def test_pubmedqa_and_bioasq_become_research_documents(tmp_path):
 
 
 @needs_shared
-def test_a_document_without_title_is_embedded_without_a_header():
+def test_a_document_without_title_is_embedded_without_a_header(starter_assistant):
     """A BioASQ document with no title snippet is listed as "PubMed article <PMID>", but
     that name says nothing about its passages, so they are embedded as their text alone;
     a titled document keeps its title and section in front of every passage."""
     batch = next((SHARED_DATA / "bioasq_taskb_golden_mirage").glob("Task11B*/11B1_golden.json"))
     docs, _ = load_paths([batch])
-    chunker = Chunker(Embedder(DEFAULT_EMBEDDER).count_tokens, 200, 30)
+    settings = starter_assistant.settings
+    chunker = Chunker(starter_assistant.embedder.count_tokens, settings.chunk_tokens,
+                      settings.chunk_overlap)
     untitled = next(d for d in docs if d.title == untitled_name(d.pmid))
     titled = next(d for d in docs if d.title != untitled_name(d.pmid))
     for passage in chunker.chunk(untitled):
