@@ -1,6 +1,13 @@
-"""The reduced-precision (bf16) embedding path agrees with fp32 (real model, real index)."""
+"""The reduced-precision (bf16) embedding path agrees with fp32 (real model, real index).
+
+The comparison runs on every CPU: where bf16 is native (AMX / AVX-512 BF16) over the whole
+starter corpus, elsewhere over a sample of its documents, since emulated bf16 embeds about
+5x slower than fp32 (98 s against 20 s for the corpus's 228 passages on a 2-core AVX2 CPU).
+"""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
@@ -12,9 +19,7 @@ from assistant.settings import DEFAULT_EMBEDDER
 
 from .conftest import CORPUS
 
-needs_bf16 = pytest.mark.skipif(
-    not bf16_supported(), reason="this CPU has no AMX / AVX-512 BF16 (or torch no oneDNN): "
-    "embed_precision=auto uses fp32 here, there is no bf16 path to compare")
+SAMPLE_DOCUMENTS = 8  # of each kind's folder, where bf16 is emulated
 
 QUERIES = [
     "What is the role of CAR T cells in the treatment of solid organ malignancies?",
@@ -32,26 +37,31 @@ def test_auto_precision_follows_the_hardware():
 
 @pytest.fixture(scope="module")
 def indexes(tmp_path_factory) -> dict[str, Index]:
+    corpus = CORPUS
+    if not bf16_supported():
+        corpus = tmp_path_factory.mktemp("sample")
+        for folder in ("guidelines", "research"):
+            (corpus / folder).mkdir()
+            for path in sorted((CORPUS / folder).glob("*.md"))[:SAMPLE_DOCUMENTS]:
+                shutil.copy(path, corpus / folder / path.name)
     built = {}
     for precision in ("fp32", "bf16"):
         path = tmp_path_factory.mktemp("precision") / precision
-        ingest([CORPUS], Settings(index_path=path, embed_precision=precision), progress=False)
+        ingest([corpus], Settings(index_path=path, embed_precision=precision), progress=False)
         built[precision] = Index.open(path)
     return built
 
 
-@needs_bf16
 def test_bf16_vectors_agree_with_fp32_on_corpus_passages(indexes):
     fp32, bf16 = indexes["fp32"], indexes["bf16"]
     assert fp32.manifest["embed_precision"] == "fp32"
     assert bf16.manifest["embed_precision"] == "bf16"
     assert [p.id for p in fp32.passages] == [p.id for p in bf16.passages]
     cosines = np.sum(fp32.vectors * bf16.vectors, axis=1)  # both are unit vectors
-    assert len(cosines) > 100
+    assert len(cosines) > (100 if bf16_supported() else 25)
     assert cosines.min() >= 0.99, f"worst passage cosine {cosines.min():.4f}"
 
 
-@needs_bf16
 def test_bf16_index_and_query_give_the_fp32_top_5(indexes):
     fp32_model = load_embedder(DEFAULT_EMBEDDER, precision="fp32")
     bf16_model = load_embedder(DEFAULT_EMBEDDER, precision="bf16")
