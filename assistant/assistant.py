@@ -35,7 +35,7 @@ class Assistant:
                                       settings.embed_batch_size, settings.embed_precision)
         self.retriever = Retriever(index, self.embedder, settings)
         self.abbreviations = mine_abbreviations(p.text for p in index.passages)
-        self.composer = make_composer(self.embedder, settings)
+        self.composer = make_composer(self.embedder, settings, index)
 
     @classmethod
     def open(cls, index_path: str | Path | None = None,
@@ -105,14 +105,15 @@ class Assistant:
         vector, found = self.retriever.retrieve(standalone)
         timings["retrieve"] = time.perf_counter() - started - timings["condense"]
         args = (question, standalone.text, vector, found, self.index.documents)
+        shown = [text for turn in turns for text in turn.shown]
         if stream:
-            for event in self.composer.compose_stream(*args):
+            for event in self.composer.compose_stream(*args, shown=shown):
                 if event["type"] == "answer":
                     answer = event["answer"]
                 else:
                     yield event
         else:
-            answer = self.composer.compose(*args)
+            answer = self.composer.compose(*args, shown=shown)
         timings["total"] = time.perf_counter() - started
         timings["compose"] = timings["total"] - timings["retrieve"] - timings["condense"]
         answer.timings_ms = {k: round(v * 1000, 2) for k, v in timings.items()}
@@ -132,15 +133,17 @@ def limit_threads(threads: int | None) -> None:
 
 
 def as_turns(history: Sequence[Turn | Answer]) -> list[Turn]:
-    return [t if isinstance(t, Turn) else Turn(question=t.question,
-                                               standalone_query=t.standalone_query)
+    return [t if isinstance(t, Turn) else Turn(
+                question=t.question, standalone_query=t.standalone_query,
+                shown=[s.text for s in t.statements()])
             for t in history]
 
 
-def make_composer(embedder, settings: Settings):
+def make_composer(embedder, settings: Settings, index: Index | None = None):
     """The composer named by settings.composer."""
+    neighbours = index.neighbours if index is not None else None
     if settings.composer == "llm":
         from assistant.llm import LLMComposer  # optional: needs a model server
 
-        return LLMComposer(embedder, settings)
-    return ExtractiveComposer(embedder, settings)
+        return LLMComposer(embedder, settings, neighbours)
+    return ExtractiveComposer(embedder, settings, neighbours)

@@ -1,16 +1,21 @@
 """Composition: retrieved passages into a cited answer, without a language model.
 
-The extractive composer cannot hallucinate: every body sentence is a sentence of a
-retrieved passage, quoted with the number of the document it came from. Sentences are
-ranked by their similarity to the standalone query (plus shares of their passage's
-score and of the query's stemmed words they contain, rare words weighing more), near-duplicates are dropped, guideline sentences phrased as advice become the
-"key considerations", and references are numbered in reading order.
+The extractive composer cannot hallucinate: every body sentence is a whole sentence of a
+retrieved passage (assistant/sentences.py says what is whole and fit to quote), quoted
+with the number of the document it came from. Each candidate sentence is scored for
+whether it answers the question (assistant/sentence_scoring.py: a logistic regression
+fitted on BioASQ 7B-9B, not on resemblance alone); the answer leads with the best one and
+adds others while they score close enough to it, within a word budget, skipping
+near-duplicates and what the conversation has already shown. Guidelines come first;
+guideline sentences phrased as advice become the "key considerations"; references are
+numbered in reading order.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,60 +23,32 @@ import numpy as np
 from assistant.embedding import Embedder
 from assistant.index import DocumentInfo
 from assistant.retrieval import stems
+from assistant.sentence_scoring import (
+    FEATURES,
+    SentenceContext,
+    SentenceScorer,
+    advice,
+    features,
+)
+from assistant.sentences import passage_sentences, quotable, split_sentences
 from assistant.settings import Settings
 from assistant.types import (
     NO_EVIDENCE,
     Answer,
     CitedPassage,
     Kind,
+    Passage,
     Reference,
     ScoredPassage,
     Section,
     Statement,
 )
 
-_ABBREVIATIONS = re.compile(
-    r"(\b(e\.g|i\.e|et al|vs|Dr|Fig|Figs|No|approx|ca|cf|Ref|St|Jr|Inc|Ltd|U\.S|U\.K)\.|"
-    r"\b[A-Z]\.)$"
-)
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
-_ADVICE = re.compile(
-    r"\b(should|recommend\w*|consider\w*|monitor\w*|must|is indicated|are indicated|"
-    r"standard of care|first-line|approved|contraindicated|caution|assess\w*)\b", re.I)
-_DANGLING = re.compile(r"^(this|these|that|those|it|they|such|however|in addition|also)\b", re.I)
-MIN_WORDS, MAX_WORDS = 6, 90
-PASSAGE_WEIGHT = 0.25
-LEXICAL_WEIGHT = 0.3
-DANGLING_PENALTY = 0.08
+__all__ = ["ExtractiveComposer", "split_sentences", "Candidate", "candidates_of"]
+
 SENTENCE_CACHE = 50_000
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentence boundaries that survive 'e.g.', 'et al.' and initials."""
-    sentences: list[str] = []
-    for paragraph in re.split(r"\n\s*\n|\n(?=[-*•]\s)", text):
-        paragraph = " ".join(paragraph.split())
-        start = 0
-        for match in _BOUNDARY.finditer(paragraph):
-            head = paragraph[start:match.start() + 1]
-            if _ABBREVIATIONS.search(head.rstrip("\"')]")):
-                continue
-            sentences.append(paragraph[start:match.end()].strip())
-            start = match.end()
-        if paragraph[start:].strip():
-            sentences.append(paragraph[start:].strip())
-    return sentences
-
-
-_SOURCE_CITATION = re.compile(r"\[\d+(?:\s*[,\u2013-]\s*\d+)*\]")
-
-
-def _quotable(sentence: str) -> bool:
-    words = sentence.split()
-    return (MIN_WORDS <= len(words) <= MAX_WORDS and sentence[-1] in ".!?"
-            and sum(c.isalpha() for c in sentence) > len(sentence) / 2
-            # a source's own "[3]" would read as a citation of this answer's reference [3]
-            and not _SOURCE_CITATION.search(sentence))
+# Passages around a passage in its document: (text before, text after), same section.
+Neighbours = Callable[[Passage], tuple[str | None, str | None]]
 
 
 def _query_term_weights(query: str, found: dict[Kind, list[ScoredPassage]]) -> dict[str, float]:
@@ -87,20 +64,43 @@ def _query_term_weights(query: str, found: dict[Kind, list[ScoredPassage]]) -> d
     return weights
 
 
+def normalised(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
 @dataclass
-class _Candidate:
+class Candidate:
     text: str
     kind: Kind
     hit: ScoredPassage
-    score: float = 0.0
+    rank: int  # of its passage within its kind
+    position: int  # within the passage's whole sentences
+    sentences: int
     similarity: float = 0.0
+    score: float = 0.0  # probability that it answers the question
+
+
+def candidates_of(found: dict[Kind, list[ScoredPassage]],
+                  neighbours: Neighbours | None = None) -> list[Candidate]:
+    """Every whole, quotable sentence of the retrieved passages."""
+    out = []
+    for kind, hits in found.items():
+        for rank, hit in enumerate(hits):
+            before, after = neighbours(hit.passage) if neighbours else (None, None)
+            sentences = passage_sentences(hit.passage.text, before, after)
+            for position, sentence in enumerate(sentences):
+                if quotable(sentence):
+                    out.append(Candidate(sentence, kind, hit, rank, position, len(sentences)))
+    return out
 
 
 class ExtractiveComposer:
     name = "extractive"
 
-    def __init__(self, embedder: Embedder, settings: Settings):
-        self.embedder, self.settings = embedder, settings
+    def __init__(self, embedder: Embedder, settings: Settings,
+                 neighbours: Neighbours | None = None):
+        self.embedder, self.settings, self.neighbours = embedder, settings, neighbours
+        self.scorer = SentenceScorer.load()
         self._vectors: dict[str, np.ndarray] = {}  # sentence -> vector, across questions
 
     def _embed(self, sentences: list[str]) -> np.ndarray:
@@ -118,50 +118,101 @@ class ExtractiveComposer:
             cache.update(fresh)
         return vectors
 
-    def compose(self, question: str, standalone_query: str, query_vector: np.ndarray,
-                found: dict[Kind, list[ScoredPassage]],
-                documents: dict[str, DocumentInfo]) -> Answer:
-        candidates = [
-            _Candidate(text=s, kind=kind, hit=hit)
-            for kind, hits in found.items() for hit in hits
-            for s in split_sentences(hit.passage.text) if _quotable(s)
-        ]
+    def score(self, standalone_query: str, query_vector: np.ndarray,
+              found: dict[Kind, list[ScoredPassage]], documents: dict[str, DocumentInfo]
+              ) -> tuple[list[Candidate], np.ndarray, np.ndarray]:
+        """The candidate sentences, their vectors and their feature rows, each candidate's
+        ``similarity`` and ``score`` set."""
+        candidates = candidates_of(found, self.neighbours)
         vectors = self._embed([c.text for c in candidates])
         weights = _query_term_weights(standalone_query, found)
         total = sum(weights.values()) or 1.0
-        for candidate, vector in zip(candidates, vectors):
-            candidate.similarity = float(vector @ query_vector)
-            overlap = sum(weights.get(t, 0.0) for t in stems(candidate.text)) / total
-            candidate.score = (candidate.similarity + PASSAGE_WEIGHT * candidate.hit.score
-                               + LEXICAL_WEIGHT * overlap
-                               - DANGLING_PENALTY * bool(_DANGLING.match(candidate.text)))
+        similarities = vectors @ query_vector if len(candidates) else np.zeros(0)
+        best = float(similarities.max()) if len(candidates) else 0.0
+        rows = []
+        headers: dict[str, set[str]] = {}
+        for c, similarity in zip(candidates, similarities):
+            c.similarity = float(similarity)
+            words = stems(c.text)
+            lexical = sum(weights.get(t, 0.0) for t in words) / total
+            # The document title and section say what a sentence is about when it does not
+            # name it ("The response rate was 54%." in a summary of hairy cell leukaemia).
+            passage = c.hit.passage
+            if passage.id not in headers:
+                headers[passage.id] = stems(f"{documents[passage.doc_id].title} {passage.section}")
+            context = words | headers[passage.id]
+            rows.append(features(c.text, SentenceContext(
+                cosine=c.similarity, best_cosine=best, passage_cosine=c.hit.score,
+                passage_rank=c.rank, lexical=lexical,
+                lexical_context=sum(weights.get(t, 0.0) for t in context) / total,
+                position=c.position,
+                sentences=c.sentences, section=c.hit.passage.section,
+                guideline=c.kind == "guideline")))
+        rows = np.array(rows, dtype=np.float64).reshape(len(candidates), len(FEATURES))
+        for c, p in zip(candidates, self.scorer.score(rows)):
+            c.score = float(p)
+        return candidates, vectors, rows
+
+    def select(self, candidates: list[Candidate], vectors: np.ndarray,
+               shown: Sequence[str] = ()) -> list[int]:
+        """The sentences to quote, best first: the best, then each next one while it scores
+        at least ``answer_score_ratio`` of the best and the body stays within
+        ``max_answer_words``; never a near-duplicate of one already chosen, nor a sentence
+        the conversation has already shown (unless it is the best answer to this question
+        by a clear margin)."""
+        s = self.settings
+        shown_text = " ".join(normalised(t) for t in shown)
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
+        order = [i for i in order if candidates[i].similarity >= s.min_sentence_score
+                 and candidates[i].score >= s.min_answer_score]
+        chosen: list[int] = []
+        words = 0
+        best = None
+        for i in order:
+            c = candidates[i]
+            if best is None:
+                if shown_text and normalised(c.text) in shown_text:
+                    continue  # already said; the best new sentence leads
+                best = c.score
+            elif c.score < s.answer_score_ratio * best:
+                break
+            if shown_text and normalised(c.text) in shown_text:
+                continue
+            if any(float(vectors[i] @ vectors[j]) > s.redundancy_threshold for j in chosen):
+                continue
+            length = len(c.text.split())
+            if chosen and words + length > s.max_answer_words:
+                continue
+            chosen.append(i)
+            words += length
+        return chosen
+
+    def compose(self, question: str, standalone_query: str, query_vector: np.ndarray,
+                found: dict[Kind, list[ScoredPassage]],
+                documents: dict[str, DocumentInfo], shown: Sequence[str] = ()) -> Answer:
+        candidates, vectors, _ = self.score(standalone_query, query_vector, found, documents)
+        chosen = self.select(candidates, vectors, shown)
 
         s = self.settings
-        chosen: list[int] = []
         statements: dict[str, list[Statement]] = {"guideline": [], "key": [], "research": []}
         limits = {"guideline": s.max_guideline_sentences, "key": s.max_key_points,
                   "research": s.max_research_bullets}
         texts: dict[str, Statement] = {}
-        for i in order:
+        for i in chosen:
             c = candidates[i]
-            if c.similarity < s.min_sentence_score:
-                continue
-            key = " ".join(c.text.lower().split())
-            if key in texts:  # the same sentence in another document: cite both
-                texts[key].passage_ids.append(c.hit.passage.id)
-                continue
-            if any(float(vectors[i] @ vectors[j]) > s.redundancy_threshold for j in chosen):
-                continue
             slot = c.kind
             if c.kind == "guideline" and len(statements["guideline"]) >= limits["guideline"]:
-                slot = "key" if _ADVICE.search(c.text) else None
+                slot = "key" if advice(c.text) else None
             if slot is None or len(statements[slot]) >= limits[slot]:
                 continue
             statement = Statement(text=c.text, citations=[0], passage_ids=[c.hit.passage.id])
             statements[slot].append(statement)
-            texts[key] = statement
-            chosen.append(i)
+            texts[normalised(c.text)] = statement
+        # The same sentence in another retrieved document: cite both.
+        for c in candidates:
+            statement = texts.get(normalised(c.text))
+            if statement and c.hit.passage.id not in statement.passage_ids:
+                statement.passage_ids.append(c.hit.passage.id)
 
         hits = {hit.passage.id: hit for hits in found.values() for hit in hits}
         references = self._number(statements, hits, documents)

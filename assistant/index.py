@@ -177,6 +177,22 @@ class Index:
         self.faiss = faiss_indexes
         self.rows = {k: np.array([i for i, p in enumerate(passages) if p.kind == k], dtype=np.int64)
                      for k in KINDS}
+        self.row_of = {p.id: i for i, p in enumerate(passages)}
+
+    def neighbours(self, passage: Passage) -> tuple[str | None, str | None]:
+        """The texts of the passages just before and after one in its document section
+        (passage ids are ``<doc id>#<n>`` in document order): where a passage was cut out
+        of a sentence, they tell (see sentences.passage_sentences)."""
+        doc_id, _, n = passage.id.rpartition("#")
+        if not n.isdigit():
+            return None, None
+        around = []
+        for other in (f"{doc_id}#{int(n) - 1}", f"{doc_id}#{int(n) + 1}"):
+            row = self.row_of.get(other)
+            near = self.passages[row] if row is not None else None
+            around.append(near.text if near is not None and near.section == passage.section
+                          else None)
+        return around[0], around[1]
 
     # -- reading ----------------------------------------------------------------------
 

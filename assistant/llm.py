@@ -390,27 +390,28 @@ def check_drafts(drafts: list[Draft], checker: SupportChecker, embedder: Embedde
 class LLMComposer:
     name = "llm"
 
-    def __init__(self, embedder: Embedder, settings: Settings):
+    def __init__(self, embedder: Embedder, settings: Settings, neighbours=None):
         self.embedder, self.settings = embedder, settings
         self.client = ChatClient(settings)
-        self.extractive = ExtractiveComposer(embedder, settings)
+        self.extractive = ExtractiveComposer(embedder, settings, neighbours)
 
     def compose(self, question: str, standalone_query: str, query_vector: np.ndarray,
                 found: dict[Kind, list[ScoredPassage]],
-                documents: dict[str, DocumentInfo]) -> Answer:
+                documents: dict[str, DocumentInfo], shown: Sequence[str] = ()) -> Answer:
         *_, last = self.compose_stream(question, standalone_query, query_vector, found,
-                                       documents)
+                                       documents, shown=shown)
         return last["answer"]
 
     def compose_stream(self, question: str, standalone_query: str, query_vector: np.ndarray,
                        found: dict[Kind, list[ScoredPassage]],
-                       documents: dict[str, DocumentInfo]) -> Iterator[dict]:
+                       documents: dict[str, DocumentInfo],
+                       shown: Sequence[str] = ()) -> Iterator[dict]:
         """``{"type": "delta", "text"}`` events with the model's text as it comes, then
         ``{"type": "answer", "answer"}``: the checked answer (or the extractive fallback)."""
         args = (question, standalone_query, query_vector, found, documents)
         numbered = number_passages(found)
         if not numbered:  # nothing relevant was retrieved: the honest extractive abstention
-            yield {"type": "answer", "answer": self.extractive.compose(*args)}
+            yield {"type": "answer", "answer": self.extractive.compose(*args, shown=shown)}
             return
         messages = build_messages(question, standalone_query, numbered, documents)
         pieces: list[str] = []
@@ -421,7 +422,7 @@ class LLMComposer:
             answer = self._checked(question, standalone_query, "".join(pieces), numbered,
                                    documents)
         except LLMError as exc:
-            answer = self.extractive.compose(*args)
+            answer = self.extractive.compose(*args, shown=shown)
             answer.notes.append(f"Language-model answer not used ({exc}); "
                                 "this is the extractive answer.")
             answer.checks = {"fallback": 1}

@@ -319,9 +319,12 @@ def _turn_out(turn: StoredTurn, answer: Answer | None = None) -> TurnOut:
 
 
 def _history(turns: list[StoredTurn]) -> list[Turn]:
-    return [Turn(question=t.question,
-                 standalone_query=json.loads(t.answer_json)["standalone_query"])
-            for t in turns]
+    history = []
+    for t in turns:
+        answer = Answer.model_validate_json(t.answer_json)
+        history.append(Turn(question=t.question, standalone_query=answer.standalone_query,
+                            shown=[s.text for s in answer.statements()]))
+    return history
 
 
 def _log_turn(service: Service, conversation_id: str, position: int, answer: Answer) -> None:
@@ -404,10 +407,18 @@ def _openai_history(assistant: Assistant, messages: list[ChatMessage]
         raise HTTPException(400, "the last message must be the user's question "
                             "(role \"user\")")
     questions = [m.text() for m in messages if m.role == "user"]
+    # What the assistant said after each question, so that a follow-up does not repeat it.
+    replies: list[str] = []
+    for m in messages:
+        if m.role == "user":
+            replies.append("")
+        elif m.role == "assistant" and replies:
+            replies[-1] += " " + m.text()
     history: list[Turn] = []
-    for question in questions[:-1]:  # what the assistant searched when it answered them
+    for question, reply in zip(questions[:-1], replies):  # what was searched for them
         searched, _ = assistant.search_query(question, history, use_model=False)
-        history.append(Turn(question=question, standalone_query=searched.text))
+        history.append(Turn(question=question, standalone_query=searched.text,
+                            shown=[reply] if reply.strip() else []))
     return questions[-1], history
 
 

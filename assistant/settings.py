@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     min_sentence_score: float = Field(
         0.30, description="cosine similarity between a sentence and the query to quote it"
     )
+    # Answer-bearing sentence selection (assistant/compose.py): the best-scoring sentence
+    # leads; others follow while their score (probability of answering, from
+    # assistant/sentence_scorer.json) is at least answer_score_ratio of the best and at
+    # least min_answer_score, and the body stays within max_answer_words. Fitted on BioASQ
+    # 10B by scripts/fit_sentence_scorer.py (eval/fit_sentence_scorer.json).
+    min_answer_score: float = Field(0.0, ge=0, le=1)
+    answer_score_ratio: float = Field(0.6, ge=0, le=1)
+    max_answer_words: int = Field(120, ge=10)
     max_guideline_sentences: int = Field(4, ge=1)
     max_key_points: int = Field(3, ge=0)
     max_research_bullets: int = Field(5, ge=1)

@@ -125,6 +125,9 @@ class Turn(BaseModel):
 
     question: str
     standalone_query: str | None = None
+    # What the turn's answer showed (its quoted sentences, or the answer text): a
+    # follow-up does not repeat it.
+    shown: list[str] = []
 
 
 _CITATION = re.compile(r"\[(\d+(?:,\s*\d+)*)\]")

@@ -137,7 +137,8 @@ def test_full_small_evaluation_writes_every_report_file(starter_assistant, tmp_p
     for name in ("report.json", "report.md", "recall_at_k.png", "latency.png", "per_type.png"):
         assert (out / name).stat().st_size > 0, name
     data = json.loads((out / "report.json").read_text())
-    assert data["methods"] == ["assistant", "bm25", "dense", "rrf"]
+    assert data["methods"] == ["assistant", "bm25", "dense", "rrf", "best passage",
+                               "lead sentences of 3 best"]
     assert len(data["questions"]) == 4 and data["git"]["commit"]
     follow_up = next(q for q in data["questions"] if q["history"])
     assert follow_up["standalone_query"] != follow_up["question"]
@@ -147,6 +148,11 @@ def test_full_small_evaluation_writes_every_report_file(starter_assistant, tmp_p
     assert data["summary"]["assistant"]["citation_validity"] == 1.0
     assert data["summary"]["assistant"]["answer_shape"] == 1.0
     assert data["summary"]["assistant"]["abstention_out_of_scope"] == 1.0
+    assert data["summary"]["assistant"]["well_formed"] == 1.0
+    # The follow-up repeats nothing its conversation already showed.
+    assert follow_up["repeated"] == 0
+    for baseline in ("best passage", "lead sentences of 3 best"):
+        assert data["summary"][baseline]["rouge2_f1"] > 0 and data["summary"][baseline]["body_words"] > 0
     report = (out / "report.md").read_text()
     for heading in ("## Summary", "assistant / best baseline", "## Definitions",
                     "## Worst questions", "## Settings", "## Index", "Git commit"):
@@ -166,7 +172,7 @@ def test_eval_command(starter_index, tmp_path, capsys):
 def test_source_citation_markers_are_not_quoted():
     # Found by the PubMedQA run: a BioASQ snippet's own "[3]" quoted into an answer read as
     # a citation of a reference [3] that the answer does not have (citation validity < 1).
-    from assistant.compose import _quotable
+    from assistant.sentences import quotable as _quotable
 
     assert not _quotable("Receptive vocabulary was preserved to a degree similar to skills [3].")
     assert not _quotable("Receptive vocabulary was preserved to a degree similar to skills [2, 5].")
@@ -190,6 +196,7 @@ def test_eval_compares_another_index(starter_index, tmp_path, capsys):
     assert "| assistant@starter-copy |" in printed
     assert "**assistant@starter-copy / best baseline**" in printed
     data = json.loads((out / "report.json").read_text())
-    assert data["methods"] == ["assistant", "assistant@starter-copy", "bm25", "dense", "rrf"]
+    assert data["methods"] == ["assistant", "assistant@starter-copy", "bm25", "dense", "rrf",
+                               "best passage", "lead sentences of 3 best"]
     for key in ("recall@10", "ndcg@10", "rougeL_f1"):
         assert data["summary"]["assistant@starter-copy"][key] == data["summary"]["assistant"][key]

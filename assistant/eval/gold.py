@@ -46,6 +46,10 @@ class GoldItem(BaseModel):
     expect_abstain: bool = False
     type: str = ""
     source: str = ""
+    # Key terms a correct answer body contains (own gold sets); "a|b" accepts either.
+    must_mention: list[str] = []
+    # BioASQ factoid and list questions: the exact answer, as items each with synonyms.
+    exact_answer: list[list[str]] = []
 
     @field_validator("question")
     @classmethod
@@ -168,7 +172,8 @@ def _load_bioasq(path: Path) -> list[GoldItem]:
                 id=f"bioasq:{q['id']}", question=q["body"],
                 gold_answer=[ideal] if isinstance(ideal, str) else list(ideal),
                 gold_doc_ids=list(dict.fromkeys(f"pmid:{p}" for p in pmids)),
-                type=q.get("type", ""), source=file.stem))
+                type=q.get("type", ""), source=file.stem,
+                exact_answer=_exact_items(q) if q.get("type") in ("factoid", "list") else []))
     return list(items.values())
 
 
@@ -186,4 +191,18 @@ def _load_medquad(path: Path) -> list[GoldItem]:
             items.append(GoldItem(
                 id=f"medquad:{r['file']}#{r['pid']}", question=r["question"], gold_answer=r["answer"],
                 gold_doc_ids=gold_docs, type=r.get("qtype", ""), source=r.get("subset", "")))
+    return items
+
+
+def _exact_items(question: dict) -> list[list[str]]:
+    """A BioASQ factoid or list exact answer as items, each a list of synonyms (the
+    golden files nest them one level or two deep, or give a bare string)."""
+    exact = question.get("exact_answer") or []
+    if isinstance(exact, str):
+        exact = [exact]
+    items = [[s for s in (item if isinstance(item, list) else [item])
+              if isinstance(s, str) and s.strip()] for item in exact]
+    items = [i for i in items if i]
+    if question.get("type") == "factoid":  # every listed form is one answer's synonym
+        items = [[s for i in items for s in i]] if items else []
     return items

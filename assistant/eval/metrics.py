@@ -92,6 +92,62 @@ def token_f1(answer: str, references: Sequence[str]) -> float:
     return best
 
 
+def _contains(body_tokens: list[str], phrase: str) -> bool:
+    """Whether the phrase's normalised tokens occur in order, contiguously, in the body."""
+    tokens = normalize_tokens(phrase)
+    n = len(tokens)
+    return bool(n) and any(body_tokens[i:i + n] == tokens for i in range(len(body_tokens) - n + 1))
+
+
+def exact_containment(body: str, items: Sequence[Sequence[str]]) -> float:
+    """BioASQ factoid and list questions: share of the exact answer's items (one item for a
+    factoid) of which the body contains some synonym, as a run of normalised tokens."""
+    if not items:
+        return float("nan")
+    tokens = normalize_tokens(body)
+    return sum(any(_contains(tokens, s) for s in item) for item in items) / len(items)
+
+
+def must_mention_recall(body: str, terms: Sequence[str]) -> float:
+    """Share of the gold set's key terms ("a|b": either) that the body contains."""
+    if not terms:
+        return float("nan")
+    tokens = normalize_tokens(body)
+    return sum(any(_contains(tokens, alt) for alt in term.split("|")) for term in terms) / len(terms)
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def sentence_problems(sentence: str, passages: Sequence[str]) -> list[str]:
+    """Why a quoted sentence is not well-formed: the quoting rules of
+    assistant/sentences.py, and, checked against the cited passages themselves, that it
+    does not start inside a word of its passage."""
+    from assistant.sentences import problems
+
+    found = problems(sentence)
+    for text in passages:
+        flat = " ".join(text.split())
+        at = flat.find(sentence)
+        if at > 0 and flat[at - 1].isalnum():
+            found.append("starts inside a word of its passage")
+            break
+    return found
+
+
+def first_sentences(passages: Sequence[str], n: int = 3) -> str:
+    """The lead sentence of each of the first n passages (a summarisation baseline)."""
+    from assistant.sentences import split_sentences
+
+    leads = []
+    for text in passages[:n]:
+        sentences = split_sentences(text)
+        if sentences:
+            leads.append(sentences[0])
+    return " ".join(leads)
+
+
 # --- the answer's own checks -------------------------------------------------------
 
 

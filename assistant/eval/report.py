@@ -33,6 +33,24 @@ DEFINITIONS = {
     "ROUGE-2 F1": "As ROUGE-L, on overlapping word bigrams (BioASQ's measure for ideal answers).",
     "token F1": "SQuAD-style F1 of the bags of normalised tokens (lower case, no punctuation "
                 "or articles) of answer and gold answer; best gold answer.",
+    "exact factoid / exact list": "BioASQ factoid and list questions: share of the exact "
+                                  "answer's items (one for a factoid) of which the answer body "
+                                  "contains a synonym, as a run of normalised tokens.",
+    "must-mention": "Own gold sets: share of a turn's key terms (`must_mention`, 'a|b' for "
+                    "either) that the answer body contains; also reported for follow-ups alone.",
+    "body words p50": "Median number of words in the answer body (its cited sentences; for a "
+                      "baseline, its text), over in-scope questions.",
+    "best passage / lead sentences of 3 best": "Answer baselines from the assistant's own "
+                                               "ranking: the best passage's text, and the first "
+                                               "sentence of each of the three best passages.",
+    "well-formed quoted sentences": "Share of quoted sentences with none of the problems of "
+                                    "assistant/sentences.py (starts inside a sentence, list "
+                                    "marker or markup, HTML, cross-reference, ends mid-phrase, "
+                                    "unbalanced brackets, table row, source citation marker, "
+                                    "remark about the document) and that do not start inside a "
+                                    "word of their passage. Must be 100%.",
+    "repeated in follow-ups": "Share of a follow-up answer's sentences already quoted in an "
+                              "earlier answer of the same conversation.",
     "citation validity": "Share of answers in which every [n] of the rendered body resolves to "
                          "a listed reference, every statement's source passage belongs to a "
                          "reference it cites, and every listed reference's passages are among "
@@ -61,7 +79,9 @@ DEFINITIONS = {
 
 COLUMNS = [("recall@5", "R@5"), ("recall@10", "R@10"), ("recall@20", "R@20"),
            ("ndcg@10", "nDCG@10"), ("mrr@10", "MRR@10"), ("rougeL_f1", "ROUGE-L"),
-           ("rouge2_f1", "ROUGE-2"), ("token_f1", "token F1")]
+           ("rouge2_f1", "ROUGE-2"), ("token_f1", "token F1"), ("exact_factoid", "exact factoid"),
+           ("exact_list", "exact list"), ("must_mention", "must-mention"),
+           ("body_words_median", "body words p50")]
 
 
 def git_commit() -> dict[str, Any]:
@@ -165,6 +185,9 @@ def render_markdown(result: EvalResult, data: dict[str, Any]) -> str:
         f"| latency p50 / p95 (ms) | {_fmt(s['latency_p50_ms'], 1)} / {_fmt(s['latency_p95_ms'], 1)} |",
         f"| ingest time (s) | {_fmt(ingest.get('seconds'), 1)} |",
         f"| statements per answer | {_fmt(s['mean_statements'], 2)} |",
+        f"| well-formed quoted sentences | {_fmt(s['well_formed'])} |",
+        f"| follow-ups: sentences repeated from earlier turns | {_fmt(s['repeated_in_follow_ups'])} |",
+        f"| follow-ups: must-mention recall | {_fmt(s['must_mention_follow_up'])} |",
         f"| questions with errors | {s['errors']} |", ""]
     lines += [f"- {note}" for note in result.notes] + ([""] if result.notes else [])
     lines += ["Plots: `recall_at_k.png`, `latency.png`, `per_type.png`.", ""]

@@ -55,10 +55,23 @@ def retrieval_scores(ranking: list[str], gold: set[str]) -> dict[str, Any]:
     }
 
 
+# Answers made from the assistant's own ranking, scored as answers beside it: the best
+# passage alone, and the first sentence of each of the three best passages.
+ANSWER_BASELINES = ("best passage", "lead sentences of 3 best")
+
+
 def answer_scores(text: str, item: GoldItem) -> dict[str, float]:
-    if item.expect_abstain or not item.gold_answers:
+    if item.expect_abstain:
         return {}
-    return {**m.rouge(text, item.gold_answers), "token_f1": m.token_f1(text, item.gold_answers)}
+    scores: dict[str, float] = {"body_words": float(m.words(text))}
+    if item.gold_answers:
+        scores.update({**m.rouge(text, item.gold_answers),
+                       "token_f1": m.token_f1(text, item.gold_answers)})
+    if item.exact_answer and item.type in ("factoid", "list"):
+        scores[f"exact_{item.type}"] = m.exact_containment(text, item.exact_answer)
+    if item.must_mention:
+        scores["must_mention"] = m.must_mention_recall(text, item.must_mention)
+    return scores
 
 
 class RecordingRetriever:
@@ -122,7 +135,8 @@ class Runner:
             "scores": {},
         }
         try:
-            answer = self.assistant.ask(item.question, history=self.history(item.history))
+            earlier = self.history(item.history)
+            answer = self.assistant.ask(item.question, history=earlier)
         except QuestionError as exc:
             record["error"] = str(exc)
             return record
@@ -147,6 +161,10 @@ class Runner:
                 [s.text for s in statements], [[p.text for _, p in c] for c in cited],
                 vectors, [self.index.vectors[[row for row, _ in c]] for c in cited])
         text = m.answer_text(answer)
+        problems = {s.text: m.sentence_problems(
+            s.text, [self.passages[p][1].text for p in s.passage_ids if p in self.passages])
+            for s in statements}
+        shown = {" ".join(m.normalize_tokens(s.text)) for a in earlier for s in a.statements()}
         record.update({
             "standalone_query": standalone,
             "retrieved": {ASSISTANT: {
@@ -162,9 +180,15 @@ class Runner:
             "shape_errors": shape_errors,
             "statements": len(statements),
             "statements_supported": sum(supported),
+            "ill_formed": {t: p for t, p in problems.items() if p},
+            "repeated": sum(" ".join(m.normalize_tokens(s.text)) in shown for s in statements),
         })
         record["scores"][ASSISTANT] = {**retrieval_scores(ranking, gold),
                                        **answer_scores(text, item)}
+        passages = [h.passage.text for h in hits]
+        for name, baseline in zip(ANSWER_BASELINES, (" ".join(passages[:1]),
+                                                     m.first_sentences(passages, 3))):
+            record["scores"][name] = answer_scores(baseline, item)
         if self.baselines is not None:
             for name, ranked in self.baselines.rank(item.question).items():
                 ids = [pid for pid, _ in ranked]
@@ -178,7 +202,8 @@ class Runner:
 
 
 SCORE_KEYS = ("recall@5", "recall@10", "recall@20", "ndcg@10", "mrr@10",
-              "rougeL_f1", "rouge2_f1", "token_f1")
+              "rougeL_f1", "rouge2_f1", "token_f1", "exact_factoid", "exact_list",
+              "must_mention", "body_words")
 
 
 def summarise(records: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, float]]:
@@ -188,6 +213,11 @@ def summarise(records: list[dict[str, Any]], methods: list[str]) -> dict[str, di
         summary[method] = {k: m.mean([s[k] for s in scored if k in s]) for k in SCORE_KEYS}
         summary[method]["questions_scored_retrieval"] = sum("recall@10" in s for s in scored)
         summary[method]["questions_scored_answer"] = sum("rougeL_f1" in s for s in scored)
+        summary[method]["body_words_median"] = m.percentile(
+            [s["body_words"] for s in scored if "body_words" in s], 50)
+        follow_ups = [r["scores"].get(method, {}) for r in records if r["history"]]
+        summary[method]["must_mention_follow_up"] = m.mean(
+            [s["must_mention"] for s in follow_ups if "must_mention" in s])
     answered = [r for r in records if "answer" in r]
     statements = sum(r["statements"] for r in answered)
     latencies = [r["latency_ms"] for r in answered if r["latency_ms"] is not None]
@@ -207,8 +237,16 @@ def summarise(records: list[dict[str, Any]], methods: list[str]) -> dict[str, di
         "errors": sum("error" in r for r in records),
         "out_of_scope_questions": len(out_of_scope),
         "mean_statements": statements / len(answered) if answered else float("nan"),
+        "well_formed": (1 - sum(len(r["ill_formed"]) for r in answered) / statements
+                        if statements else float("nan")),
+        "repeated_in_follow_ups": _share_repeated([r for r in answered if r["history"]]),
     })
     return summary
+
+
+def _share_repeated(records: list[dict[str, Any]]) -> float:
+    statements = sum(r["statements"] for r in records)
+    return sum(r["repeated"] for r in records) / statements if statements else float("nan")
 
 
 def evaluate(assistant: Assistant, items: list[GoldItem], baselines: bool = False,
@@ -224,7 +262,7 @@ def evaluate(assistant: Assistant, items: list[GoldItem], baselines: bool = Fals
     clock = time.perf_counter()
     records = _run(assistant, items, baselines, progress, "evaluating")
     methods = [ASSISTANT, *(f"{ASSISTANT}@{v}" for v in variants or {}),
-               *(BASELINES if baselines else ())]
+               *(BASELINES if baselines else ()), *ANSWER_BASELINES]
     for variant, other in (variants or {}).items():
         for record, theirs in zip(records, _run(other, items, False, progress, variant)):
             record["scores"][f"{ASSISTANT}@{variant}"] = theirs["scores"].get(ASSISTANT, {})

@@ -1,0 +1,137 @@
+"""Answer-bearing sentence scoring: how likely a candidate sentence is to answer the question.
+
+A logistic regression over a few features of the sentence, its passage and the question,
+in the manner of the BioASQ query-focused extractive summarisers (a sentence classifier
+fitted on earlier years). It is fitted by ``scripts/fit_sentence_scorer.py`` on BioASQ
+7B-9B (labels: how much of the sentence the expert's ideal answer says, and whether it
+holds the exact answer), never on 11B; its small parameters are committed in
+``sentence_scorer.json`` so the default install uses them.
+
+Resemblance to the question is one feature among others: where the sentence sits in its
+passage and its abstract section (results and conclusions over background and methods),
+whether it reports a finding (numbers, "significantly", "associated with") or describes a
+design ("we aimed", "were enrolled") or a publication ("X and colleagues reported").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PARAMETERS = Path(__file__).with_name("sentence_scorer.json")
+
+_RESULT = re.compile(
+    r"\b(significant\w*|improv\w*|reduc\w*|increas\w*|decreas\w*|associated with|"
+    r"resulted in|led to|showed|shown|demonstrat\w*|found|achieved|response rates?|"
+    r"survival|hazard ratio|odds ratio|risk|efficac\w*|effective|benefit\w*|superior|"
+    r"inferior|no difference|conclusion\w*|suggest\w*|indicat\w*|caus\w*|is used|are used|"
+    r"is (a|an|the)|are (a|an|the)|consists? of|includ\w*|recommended|standard)\b", re.I)
+_DESIGN = re.compile(
+    r"\b(we (aimed|sought|investigated|examined|evaluated|assessed|conducted|performed|"
+    r"analy[sz]ed|studied|hypothesi[sz]ed|reviewed|retrospectively|prospectively)|"
+    r"(the )?(aim|objective|purpose|goal)s? (of|was|were)|this study|the present study|"
+    r"were (enrolled|randomi[sz]ed|recruited|included|assigned)|was (performed|conducted|"
+    r"designed)|retrospective(ly)?|cross-sectional|methods?|questionnaire|"
+    r"to (evaluate|assess|determine|investigate|examine|compare))\b", re.I)
+_BACKGROUND = re.compile(
+    r"\b(remains? (unclear|unknown|controversial)|little is known|is not (well )?known|"
+    r"has not been|have not been|few studies|is (poorly )?understood)\b", re.I)
+_BIBLIOGRAPHIC = re.compile(
+    r"\b(and colleagues|et al\b|reported (on|a|the)|published|described (a|the)|"
+    r"(a|one|another) (study|trial|report|review) (of|in|by))", re.I)
+_RESULT_SECTION = re.compile(r"\b(results?|findings|conclusions?|outcomes?|summary)\b", re.I)
+_METHOD_SECTION = re.compile(
+    r"\b(methods?|background|objectives?|introduction|purpose|aims?|design|setting|"
+    r"participants|patients and methods|materials)\b", re.I)
+_ADVICE = re.compile(
+    r"\b(should|recommend\w*|consider\w*|monitor\w*|must|is indicated|are indicated|"
+    r"standard of care|first-line|approved|contraindicated|caution|assess\w*)\b", re.I)
+_DANGLING = re.compile(r"^(this|these|that|those|it|they|such|however|in addition|also)\b", re.I)
+_NUMBER = re.compile(r"\d")
+
+FEATURES = (
+    "cosine", "cosine_gap", "passage_cosine", "passage_rank", "lexical", "lexical_context",
+    "first_sentence",
+    "position", "result_cue", "design_cue", "background_cue", "bibliographic", "number",
+    "log_words", "dangling", "result_section", "method_section", "guideline", "advice",
+)
+
+
+@dataclass
+class SentenceContext:
+    """What the features read besides the sentence: its passage and where it sits."""
+
+    cosine: float  # sentence vs query
+    best_cosine: float  # the best candidate sentence's cosine for this question
+    passage_cosine: float
+    passage_rank: int  # rank of its passage within its kind, 0 = best
+    lexical: float  # share of the query's (rarity-weighted) words it contains
+    lexical_context: float  # the same, in the sentence with its document title and section
+    position: int  # sentence index within the passage
+    sentences: int  # sentences in the passage
+    section: str
+    guideline: bool
+
+
+def features(sentence: str, c: SentenceContext) -> list[float]:
+    return [
+        c.cosine, c.cosine - c.best_cosine, c.passage_cosine, 1 / (1 + c.passage_rank),
+        c.lexical, c.lexical_context, float(c.position == 0), c.position / max(1, c.sentences - 1),
+        float(bool(_RESULT.search(sentence))), float(bool(_DESIGN.search(sentence))),
+        float(bool(_BACKGROUND.search(sentence))), float(bool(_BIBLIOGRAPHIC.search(sentence))),
+        float(bool(_NUMBER.search(sentence))), math.log(len(sentence.split()) + 1),
+        float(bool(_DANGLING.match(sentence))), float(bool(_RESULT_SECTION.search(c.section))),
+        float(bool(_METHOD_SECTION.search(c.section))), float(c.guideline),
+        float(bool(_ADVICE.search(sentence))),
+    ]
+
+
+def advice(sentence: str) -> bool:
+    """Phrased as advice: a "key consideration for clinical practice"."""
+    return bool(_ADVICE.search(sentence))
+
+
+class SentenceScorer:
+    """Probability that a sentence answers the question, from the fitted parameters."""
+
+    def __init__(self, parameters: dict):
+        if list(parameters["features"]) != list(FEATURES):
+            raise ValueError(f"{PARAMETERS.name} was fitted on other features; refit it "
+                             "with scripts/fit_sentence_scorer.py")
+        self.mean = np.array(parameters["mean"])
+        self.scale = np.array(parameters["scale"])
+        self.weights = np.array(parameters["weights"])
+        self.bias = float(parameters["bias"])
+        self.parameters = parameters
+
+    @classmethod
+    def load(cls, path: Path = PARAMETERS) -> "SentenceScorer":
+        return cls(json.loads(path.read_text()))
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        if not len(rows):
+            return np.zeros(0)
+        z = ((rows - self.mean) / self.scale) @ self.weights + self.bias
+        return 1 / (1 + np.exp(-z))
+
+
+def fit_logistic(rows: np.ndarray, targets: np.ndarray, l2: float = 1.0,
+                 steps: int = 3000, rate: float = 0.5) -> dict:
+    """Logistic regression with soft targets in [0, 1] (cross-entropy), standardised
+    features and an L2 penalty, by full-batch gradient descent: small and dependency-free."""
+    mean, scale = rows.mean(0), rows.std(0) + 1e-6
+    x = (rows - mean) / scale
+    w, b = np.zeros(x.shape[1]), 0.0
+    n = len(x)
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(x @ w + b)))
+        grad = p - targets
+        w -= rate * (x.T @ grad / n + l2 * w / n)
+        b -= rate * float(grad.mean())
+    return {"features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
+            "weights": w.tolist(), "bias": b}
