@@ -14,12 +14,16 @@ from pathlib import Path
 from assistant.compose import ExtractiveComposer
 from assistant.abbreviations import expand
 from assistant.abbreviations import mine as mine_abbreviations
+from assistant.categories import named_in
 from assistant.condense import SearchQuery, condense
 from assistant.embedding import load_embedder
 from assistant.index import Index
 from assistant.retrieval import Retriever
 from assistant.settings import Settings
 from assistant.types import Answer, Turn
+
+
+CATEGORY_DEPTH = 4
 
 
 class QuestionError(ValueError):
@@ -90,9 +94,15 @@ class Assistant:
         # the long form's common words ("food and drug administration") only dilute it
         # (BioASQ 9B-10B nDCG@10: 0.801 expanded for both, 0.812 for the embedding only).
         expanded = expand(standalone.text, self.abbreviations)
+        lexical = standalone.text if expanded != standalone.text else None
+        # A named category ("solid tumours") is searched by BM25 with its members too:
+        # the passages name the disease, not the category (categories.py).
+        members = " ".join(c.search_terms for c in named_in(standalone.text))
+        if members:
+            lexical = f"{standalone.text} {members}"
         return SearchQuery(
             expanded, standalone.focus and expand(standalone.focus, self.abbreviations),
-            lexical=standalone.text if expanded != standalone.text else None), note
+            lexical=lexical), note
 
     def _events(self, question: str, history: Sequence[Turn | Answer], stream: bool
                 ) -> Iterator[dict]:
@@ -102,7 +112,10 @@ class Assistant:
         started = time.perf_counter()
         standalone, note = self.search_query(question, turns)
         timings["condense"] = time.perf_counter() - started
-        vector, found = self.retriever.retrieve(standalone)
+        # A question about a disease category keeps only passages on its members
+        # (categories.py), so it reads further down the ranking to find them.
+        depth = self.settings.top_k * CATEGORY_DEPTH if named_in(standalone.text) else None
+        vector, found = self.retriever.retrieve(standalone, depth)
         timings["retrieve"] = time.perf_counter() - started - timings["condense"]
         args = (question, standalone.text, vector, found, self.index.documents)
         shown = [text for turn in turns for text in turn.shown]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from assistant.categories import fits, named_in
 from assistant.embedding import Embedder
 from assistant.index import DocumentInfo
 from assistant.retrieval import stems
@@ -78,6 +79,10 @@ class Candidate:
     sentences: int
     similarity: float = 0.0
     score: float = 0.0  # probability that it answers the question
+    # Share of the query's (rarity-weighted) words in the sentence, its document title and
+    # section: a sentence on another disease or drug than the question's has little.
+    focus: float = 0.0
+    in_category: bool = True  # about the disease category the question names, if any
 
 
 def candidates_of(found: dict[Kind, list[ScoredPassage]],
@@ -131,6 +136,7 @@ class ExtractiveComposer:
         best = float(similarities.max()) if len(candidates) else 0.0
         rows = []
         headers: dict[str, set[str]] = {}
+        categories = named_in(standalone_query)
         for c, similarity in zip(candidates, similarities):
             c.similarity = float(similarity)
             words = stems(c.text)
@@ -141,13 +147,16 @@ class ExtractiveComposer:
             if passage.id not in headers:
                 headers[passage.id] = stems(f"{documents[passage.doc_id].title} {passage.section}")
             context = words | headers[passage.id]
+            c.focus = sum(weights.get(t, 0.0) for t in context) / total
+            if categories:
+                c.in_category = fits(categories, c.text, f"{documents[passage.doc_id].title} "
+                                     f"{passage.section}")
             rows.append(features(c.text, SentenceContext(
                 cosine=c.similarity, best_cosine=best, passage_cosine=c.hit.score,
                 passage_rank=c.rank, lexical=lexical,
-                lexical_context=sum(weights.get(t, 0.0) for t in context) / total,
+                lexical_context=c.focus,
                 position=c.position,
-                sentences=c.sentences, section=c.hit.passage.section,
-                guideline=c.kind == "guideline")))
+                sentences=c.sentences, section=c.hit.passage.section)))
         rows = np.array(rows, dtype=np.float64).reshape(len(candidates), len(FEATURES))
         for c, p in zip(candidates, self.scorer.score(rows)):
             c.score = float(p)
@@ -164,7 +173,8 @@ class ExtractiveComposer:
         shown_text = " ".join(normalised(t) for t in shown)
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
         order = [i for i in order if candidates[i].similarity >= s.min_sentence_score
-                 and candidates[i].score >= s.min_answer_score]
+                 and candidates[i].score >= s.min_answer_score
+                 and candidates[i].focus >= s.min_focus_overlap and candidates[i].in_category]
         chosen: list[int] = []
         words = 0
         best = None

@@ -11,6 +11,8 @@ Resemblance to the question is one feature among others: where the sentence sits
 passage and its abstract section (results and conclusions over background and methods),
 whether it reports a finding (numbers, "significantly", "associated with") or describes a
 design ("we aimed", "were enrolled") or a publication ("X and colleagues reported").
+The kind of document is not a feature: BioASQ questions are answered by research
+abstracts, and a scorer that learnt "guideline" from them would silence the guidelines.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ FEATURES = (
     "cosine", "cosine_gap", "passage_cosine", "passage_rank", "lexical", "lexical_context",
     "first_sentence",
     "position", "result_cue", "design_cue", "background_cue", "bibliographic", "number",
-    "log_words", "dangling", "result_section", "method_section", "guideline", "advice",
+    "log_words", "dangling", "result_section", "method_section", "advice",
 )
 
 
@@ -75,7 +77,6 @@ class SentenceContext:
     position: int  # sentence index within the passage
     sentences: int  # sentences in the passage
     section: str
-    guideline: bool
 
 
 def features(sentence: str, c: SentenceContext) -> list[float]:
@@ -86,8 +87,7 @@ def features(sentence: str, c: SentenceContext) -> list[float]:
         float(bool(_BACKGROUND.search(sentence))), float(bool(_BIBLIOGRAPHIC.search(sentence))),
         float(bool(_NUMBER.search(sentence))), math.log(len(sentence.split()) + 1),
         float(bool(_DANGLING.match(sentence))), float(bool(_RESULT_SECTION.search(c.section))),
-        float(bool(_METHOD_SECTION.search(c.section))), float(c.guideline),
-        float(bool(_ADVICE.search(sentence))),
+        float(bool(_METHOD_SECTION.search(c.section))), float(bool(_ADVICE.search(sentence))),
     ]
 
 

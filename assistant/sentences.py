@@ -25,6 +25,13 @@ MIN_WORDS, MAX_WORDS = 6, 90
 # A list is rejoined with its lead-in ("X presents with: a; b; and c.") when its items are
 # short phrases; longer items are sentences of their own.
 MAX_ITEM_WORDS = 14
+MIN_ITEM_SENTENCE_WORDS = 8
+# A finite verb, roughly: what a list item needs to be quoted as a sentence of its own
+# ("Capecitabine + mitomycin + radiation therapy." is a regimen, not a statement).
+_VERB = re.compile(
+    r"\b(is|are|was|were|be|been|has|have|had|may|might|can|could|should|must|will|would|"
+    r"does|do|did|found|made|gave|given|led|took|taken|shown|known|seen|became|\w+ed|"
+    r"\w+[^s]s)\b", re.I)
 
 
 def _sentences_of(paragraph: str) -> list[str]:
@@ -90,8 +97,9 @@ def split_sentences(text: str) -> list[str]:
             head[-1] = join_list(head[-1], items)
             items = []
         sentences += head
-        for item in items:
-            sentences += _sentences_of(item)
+        for item in items:  # an item quoted alone must read as a sentence
+            sentences += [x for x in _sentences_of(item) if _VERB.search(x)
+                          and len(x.split()) >= MIN_ITEM_SENTENCE_WORDS]
     return sentences
 
 
@@ -110,7 +118,8 @@ _SOURCE_CITATION = re.compile(r"\[\d+(?:\s*[,\u2013-]\s*\d+)*\]")
 # A sentence about the document rather than about patients: it quotes as a false claim.
 _META = re.compile(
     r"\b(this summary|these sources|this section|original publication|the following "
-    r"(table|figure)|(is|are) (summarized|listed|shown) (below|in table))\b", re.I)
+    r"(table|figure)|(is|are) (summarized|listed|shown|described) (below|above|in (table|"
+    r"figure)))\b|^the following (is|are)\b", re.I)
 
 
 def problems(sentence: str) -> list[str]:

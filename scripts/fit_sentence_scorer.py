@@ -9,7 +9,8 @@
    says how far it answers: the share of its word bigrams that the expert's ideal answer
    also has (ROUGE-2 precision, best ideal answer), raised to at least 0.5 when it holds
    the factoid or list exact answer. Written to assistant/sentence_scorer.json.
-2. The stopping rule (Settings.answer_score_ratio, min_answer_score, max_answer_words) on
+2. The stopping rule (Settings.answer_score_ratio, min_answer_score, max_answer_words,
+   min_focus_overlap) on
    BioASQ 10B, by a grid over the composer's own selection: the objective is ROUGE-2 F1
    against the ideal answers plus exact-answer containment (factoid and list), with the
    median body at most MAX_MEDIAN_WORDS words. Printed, and with --out saved as JSON; the
@@ -39,6 +40,7 @@ GRID = {
     "answer_score_ratio": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
     "min_answer_score": [0.0, 0.05, 0.1, 0.15, 0.2],
     "max_answer_words": [60, 80, 100, 120],
+    "min_focus_overlap": [0.0, 0.2, 0.35, 0.5],
 }
 
 

@@ -1,7 +1,9 @@
 """CI's reduced evaluation (see eval/README.md, "CI floor"): the project's own gold set
-over the starter corpus, and the first 50 BioASQ questions over an index of the starter
-corpus plus those questions' gold snippets. Fails if answer shape or citation validity
-drop below 100%, or recall@10 or nDCG@10 on either set drops below its floor."""
+over the starter corpus, the first 50 BioASQ questions over an index of the starter
+corpus plus those questions' gold snippets, and the slice of the real-document gold set
+(eval/gold/pdq.jsonl) whose documents are eight NCI PDQ summaries, over an index of those
+eight. Fails if answer shape, citation validity or well-formed sentences drop below 100%,
+or a retrieval or answer measure drops below its floor."""
 
 from __future__ import annotations
 
@@ -25,6 +27,11 @@ BIOASQ_QUESTIONS = 50
 BIOASQ_RECALL_AT_10_FLOOR = 0.82
 BIOASQ_NDCG_AT_10_FLOOR = 0.90
 BIOASQ = SHARED_DATA / "bioasq_taskb_golden_mirage"
+# Real-document slice (eval/gold/pdq.jsonl over eight PDQ summaries): measured in
+# eval/README.md; the floors leave room for about two questions' worth of change.
+PDQ_MUST_MENTION_FLOOR = 0.0
+PDQ_REPEATED_CEILING = 0.10
+PDQ_MEDIAN_WORDS_CEILING = 130
 
 
 def check(result, out) -> dict:
@@ -36,6 +43,7 @@ def check(result, out) -> dict:
     assert s["errors"] == 0
     assert s["answer_shape"] == 1.0, [(r["id"], r["shape_errors"]) for r in failures]
     assert s["citation_validity"] == 1.0, [(r["id"], r["citation_errors"]) for r in failures]
+    assert s["well_formed"] == 1.0, [r["ill_formed"] for r in result.records if r.get("ill_formed")]
     return s
 
 
@@ -66,3 +74,40 @@ def test_bioasq_slice(starter_index, tmp_path):
     # Measured recall@10 0.848, nDCG@10 0.942 with the fitted fusion (eval/README.md).
     assert s["recall@10"] >= BIOASQ_RECALL_AT_10_FLOOR
     assert s["ndcg@10"] >= BIOASQ_NDCG_AT_10_FLOOR
+
+
+PDQ = SHARED_DATA / "nci_pdq_hp" / "md"
+# The CI subset of the real-document gold set: these summaries, and the out-of-scope turns.
+PDQ_SUBSET = (
+    "types-leukemia-hp-hairy-cell-treatment-pdq",
+    "types-childhood-cancers-hp-stem-cell-transplant-car-t-cell-therapy",
+    "types-anal-hp-anal-treatment-pdq",
+    "types-penile-hp-penile-treatment-pdq",
+    "about-cancer-treatment-side-effects-hot-flashes-hp-pdq",
+    "about-cancer-treatment-side-effects-lymphedema-lymphedema-hp-pdq",
+    "types-thymoma-hp-thymoma-treatment-pdq",
+    "types-skin-hp-merkel-cell-treatment-pdq",
+)
+
+
+def pdq_slice(items):
+    """The gold turns answerable from PDQ_SUBSET (with every earlier turn of their
+    conversation also in it), and the out-of-scope turns."""
+    inside = {i.question: (not i.gold_doc_ids and i.expect_abstain)
+              or (bool(i.gold_doc_ids) and set(i.gold_doc_ids) <= set(PDQ_SUBSET)) for i in items}
+    return [i for i in items if inside[i.question] and all(inside.get(q) for q in i.history)]
+
+
+@pytest.mark.skipif(not PDQ.exists(), reason=f"{PDQ} is absent: real-document slice not run")
+def test_real_document_slice(tmp_path):
+    items = pdq_slice(load_gold(ROOT / "eval" / "gold" / "pdq.jsonl"))
+    assert len(items) >= 25
+    index = tmp_path / "pdq-subset"
+    ingest([PDQ / f"{name}.md" for name in PDQ_SUBSET], Settings(index_path=index), progress=False)
+    s = check(evaluate(Assistant.open(index), items, progress=False, name="ci-pdq"),
+              tmp_path / "pdq")
+    print({k: s[k] for k in ("must_mention", "must_mention_follow_up", "body_words_median",
+                             "repeated_in_follow_ups")})
+    assert s["must_mention"] >= PDQ_MUST_MENTION_FLOOR
+    assert s["repeated_in_follow_ups"] <= PDQ_REPEATED_CEILING
+    assert s["body_words_median"] <= PDQ_MEDIAN_WORDS_CEILING
