@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assistant.categories import fits, named_in
+from assistant.condense import topic_of
 from assistant.embedding import Embedder
 from assistant.index import DocumentInfo
 from assistant.retrieval import stems
@@ -43,11 +44,13 @@ from assistant.types import (
     ScoredPassage,
     Section,
     Statement,
+    Turn,
 )
 
 __all__ = ["ExtractiveComposer", "split_sentences", "Candidate", "candidates_of"]
 
 SENTENCE_CACHE = 50_000
+SUBJECT_SHARE = 0.5  # of the subject's words, when the question names a disease category
 # Passages around a passage in its document: (text before, text after), same section.
 Neighbours = Callable[[Passage], tuple[str | None, str | None]]
 
@@ -137,6 +140,9 @@ class ExtractiveComposer:
         rows = []
         headers: dict[str, set[str]] = {}
         categories = named_in(standalone_query)
+        # With a category named, the question's subject ("CAR T cells" in "CAR T cells in
+        # solid tumours") must be there too: a PD-1 sentence on solid tumours is not evidence.
+        subject = stems(topic_of(Turn(question=standalone_query))) if categories else set()
         for c, similarity in zip(candidates, similarities):
             c.similarity = float(similarity)
             words = stems(c.text)
@@ -149,8 +155,9 @@ class ExtractiveComposer:
             context = words | headers[passage.id]
             c.focus = sum(weights.get(t, 0.0) for t in context) / total
             if categories:
-                c.in_category = fits(categories, c.text, f"{documents[passage.doc_id].title} "
-                                     f"{passage.section}")
+                c.in_category = (
+                    fits(categories, c.text, f"{documents[passage.doc_id].title} {passage.section}")
+                    and len(subject & context) >= SUBJECT_SHARE * len(subject))
             rows.append(features(c.text, SentenceContext(
                 cosine=c.similarity, best_cosine=best, passage_cosine=c.hit.score,
                 passage_rank=c.rank, lexical=lexical,

@@ -128,7 +128,7 @@ def problems(sentence: str) -> list[str]:
     words = sentence.split()
     if not words:
         return ["empty"]
-    first = words[0].lstrip("\"'([")
+    first = words[0].strip("\"'([,;:.)]")
     if first[:1].islower() and first.isalpha() and first.islower():
         found.append("starts inside a sentence or word")
     if not (MIN_WORDS <= len(words) <= MAX_WORDS):

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     max_answer_words: int = Field(120, ge=10)
     # Share of the question's (rarity-weighted) words that a quoted sentence, with its
     # document title and section, must contain: the question's own disease, drug, setting.
-    min_focus_overlap: float = Field(0.0, ge=0, le=1)
+    min_focus_overlap: float = Field(0.1, ge=0, le=1)
     max_guideline_sentences: int = Field(4, ge=1)
     max_key_points: int = Field(3, ge=0)
     max_research_bullets: int = Field(5, ge=1)

@@ -40,7 +40,7 @@ GRID = {
     "answer_score_ratio": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
     "min_answer_score": [0.0, 0.05, 0.1, 0.15, 0.2],
     "max_answer_words": [60, 80, 100, 120],
-    "min_focus_overlap": [0.0, 0.2, 0.35, 0.5],
+    "min_focus_overlap": [0.0, 0.01, 0.1, 0.2, 0.35],
 }
 
 
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune-limit", type=int, default=300)
     parser.add_argument("--l2", type=float, default=1.0)
     parser.add_argument("--out", type=Path, help="save the fit's figures as JSON")
+    parser.add_argument("--tune-only", action="store_true",
+                        help="keep assistant/sentence_scorer.json; tune the stopping rule only")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -115,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     rouge = rouge_scorer.RougeScorer(["rouge2"], use_stemmer=True)
 
     rows, ys = [], []
+    if args.tune_only:
+        train = []
     for n, item in enumerate(train, 1):
         candidates, _, features = ask(assistant, item)
         if candidates:
@@ -123,15 +127,18 @@ def main(argv: list[str] | None = None) -> int:
         if n % 100 == 0:
             print(f"train: {n}/{len(train)} questions, {time.perf_counter() - started:.0f} s",
                   flush=True)
-    x, y = np.concatenate(rows), np.concatenate(ys)
-    parameters = fit_logistic(x, y, l2=args.l2)
-    parameters.update({
-        "fitted_on": f"BioASQ {', '.join(TRAIN_YEARS)} ({len(train)} questions sampled, "
-                     f"seed 0; none whose text is an 11B question), {len(y)} sentences",
-        "target": "ROUGE-2 precision of the sentence against the ideal answer, at least "
-                  f"{EXACT_TARGET} when it holds the exact answer",
-        "index": str(args.index), "command": "python scripts/fit_sentence_scorer.py"})
-    PARAMETERS.write_text(json.dumps(parameters, indent=1) + "\n")
+    if args.tune_only:
+        parameters = json.loads(PARAMETERS.read_text())
+    else:
+        x, y = np.concatenate(rows), np.concatenate(ys)
+        parameters = fit_logistic(x, y, l2=args.l2)
+        parameters.update({
+            "fitted_on": f"BioASQ {', '.join(TRAIN_YEARS)} ({len(train)} questions sampled, "
+                         f"seed 0; none whose text is an 11B question), {len(y)} sentences",
+            "target": "ROUGE-2 precision of the sentence against the ideal answer, at least "
+                      f"{EXACT_TARGET} when it holds the exact answer",
+            "index": str(args.index), "command": "python scripts/fit_sentence_scorer.py"})
+        PARAMETERS.write_text(json.dumps(parameters, indent=1) + "\n")
     print("weights (standardised features):")
     for name, w in sorted(zip(parameters["features"], parameters["weights"]), key=lambda t: -abs(t[1])):
         print(f"  {name:16s} {w:+.3f}")

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from assistant import Answer
 from assistant.assistant import QuestionError
+from assistant.categories import fits, named_in
 from assistant.cli import SEED_QUESTION
 from assistant.types import DISCLAIMER, NO_EVIDENCE, Section, Statement, citation_numbers
 
@@ -31,11 +32,18 @@ def check_invariants(answer: Answer) -> None:
     passages = {p.passage_id: (r.number, p.text) for r in answer.references for p in r.passages}
     for statement in answer.statements():
         assert statement.citations and set(statement.citations) <= numbers
-        # Extractive: each sentence is quoted from a passage it cites.
-        assert any(statement.text in passages[pid][1] and passages[pid][0] in statement.citations
+        # Extractive: each sentence is quoted from a passage it cites (its words in order;
+        # a list is quoted as one sentence with its lead-in, joined by "; ... and").
+        assert any(quoted_from(statement.text, passages[pid][1])
+                   and passages[pid][0] in statement.citations
                    for pid in statement.passage_ids)
     kinds = [r.kind for r in answer.references]
     assert kinds == sorted(kinds, key=["guideline", "research"].index) or answer.guidelines.key_points
+
+
+def quoted_from(sentence: str, passage: str) -> bool:
+    words = iter(re.findall(r"\w+", passage.lower()))
+    return all(w in words for w in re.findall(r"\w+", sentence.lower()) if w != "and")
 
 
 def test_seed_question(starter_assistant):
@@ -49,6 +57,25 @@ def test_seed_question(starter_assistant):
     cited = " ".join(p.text for r in answer.references for p in r.passages)
     assert re.search(r"solid|neuroblastoma|sarcoma|glioma", cited, re.I)
     assert answer.standalone_query == SEED_QUESTION
+    # The question names a category (solid tumours): every quoted sentence is about one of
+    # its members, by its own words or its document's title and section.
+    titles = {r.number: r.title for r in answer.references}
+    for statement in answer.statements():
+        context = " ".join(titles[n] for n in statement.citations)
+        assert fits(named_in(SEED_QUESTION), statement.text, context), statement.text
+
+
+def test_a_named_category_is_enforced_on_sentences():
+    solid = named_in("CAR T cells in solid organ malignancies?")
+    assert len(solid) == 1 and not named_in("CAR T cells in B-cell leukaemia?")
+    assert fits(solid, "GD2 CAR T cells induced responses in neuroblastoma.", "")
+    assert fits(solid, "Responses were seen in 3 of 11 patients.", "Osteosarcoma Treatment")
+    assert not fits(solid, "CD19 CAR T cells induce remission in B-cell leukemia.",
+                    "Neuroblastoma Treatment")
+    assert not fits(solid, "CAR T cells expand after lymphodepletion.",
+                    "Childhood Acute Lymphoblastic Leukemia Treatment")
+    blood = named_in("role of CAR T in haematological malignancies")
+    assert fits(blood, "CD19 CAR T cells induce remission in B-cell leukemia.", "")
 
 
 def test_follow_up_is_read_in_context(starter_assistant):

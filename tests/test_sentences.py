@@ -58,6 +58,9 @@ def test_overlap_that_starts_after_an_abbreviation_is_not_a_sentence_start():
 
 @pytest.mark.parametrize("sentence, problem", [
     ("rent standard treatment is radiation therapy for most patients.", "starts inside"),
+    # A BioASQ snippet that itself starts inside a word.
+    ("trophies, resulting in early loss of ambulation between the ages of 7 and 13.",
+     "starts inside"),
     ("The trimester of the pregnancy.", "words"),
     ("- In general, surgery is the first treatment for these patients.", "list marker"),
     ("<br><b>METHODS</b> Patients were randomly assigned to two arms.", "HTML"),
