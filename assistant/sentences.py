@@ -19,6 +19,7 @@ _BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]?\s+(?=[\"'“‘(\[]?[A-Z0-9])
 # A source's own reference and evidence-level markers ("...arrest.[21-30]", "[Level of
 # evidence B1]"): they would read as this answer's citations, and they hide boundaries.
 _SOURCE_MARKERS = re.compile(r"\s*\[(\d+(\s*[,–-]\s*\d+)*|Level of evidence[^\]]*)\]")
+_LABEL = re.compile(r"^[A-Z]{2,}(?:[ /&][A-Z]{2,})*:\s+(?=\S)")
 _CLOSERS = "\"')]”’"
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
 MIN_WORDS, MAX_WORDS = 6, 90
@@ -46,7 +47,9 @@ def _sentences_of(paragraph: str) -> list[str]:
         start = match.end()
     if paragraph[start:].strip():
         sentences.append(paragraph[start:].strip())
-    return sentences
+    # An abstract's section label is not part of the sentence ("RESULTS: ...", or a cut
+    # "SIONS: ..." where a passage starts inside "CONCLUSIONS").
+    return [_LABEL.sub("", s) for s in sentences]
 
 
 def _blocks(text: str) -> list[tuple[str, list[str]]]:

@@ -29,9 +29,11 @@ BIOASQ_NDCG_AT_10_FLOOR = 0.90
 BIOASQ = SHARED_DATA / "bioasq_taskb_golden_mirage"
 # Real-document slice (eval/gold/pdq.jsonl over eight PDQ summaries): measured in
 # eval/README.md; the floors leave room for about two questions' worth of change.
-PDQ_MUST_MENTION_FLOOR = 0.0
-PDQ_REPEATED_CEILING = 0.10
-PDQ_MEDIAN_WORDS_CEILING = 130
+PDQ_MUST_MENTION_FLOOR = 0.42  # measured 0.468 (0.333 with the similarity-only scorer)
+PDQ_REPEATED_CEILING = 0.10  # measured 0.0
+PDQ_MEDIAN_WORDS_CEILING = 120  # measured 81
+# BioASQ slice answers: measured ROUGE-2 0.341 (best passage 0.276), median body 55 words.
+BIOASQ_ROUGE2_FLOOR = 0.30
 
 
 def check(result, out) -> dict:
@@ -74,6 +76,8 @@ def test_bioasq_slice(starter_index, tmp_path):
     # Measured recall@10 0.848, nDCG@10 0.942 with the fitted fusion (eval/README.md).
     assert s["recall@10"] >= BIOASQ_RECALL_AT_10_FLOOR
     assert s["ndcg@10"] >= BIOASQ_NDCG_AT_10_FLOOR
+    assert s["rouge2_f1"] >= BIOASQ_ROUGE2_FLOOR
+    assert s["body_words_median"] <= PDQ_MEDIAN_WORDS_CEILING
 
 
 PDQ = SHARED_DATA / "nci_pdq_hp" / "md"

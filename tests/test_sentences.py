@@ -37,6 +37,12 @@ def test_source_markers_are_removed_and_do_not_hide_a_boundary():
         "Studies of the pathway were small.", "The effect was modest in people."]
 
 
+def test_abstract_section_labels_are_not_quoted():
+    assert split_sentences("SIONS: Postoperative factor XIa inhibition was effective. "
+                           "RESULTS: Bleeding was rare in 300 patients.") == [
+        "Postoperative factor XIa inhibition was effective.", "Bleeding was rare in 300 patients."]
+
+
 def test_a_passage_cut_inside_a_sentence_loses_the_fragment_at_each_end():
     before = ("Standard treatment for stage I disease is surgery. For patients who cannot have "
               "surgery, the cur")
