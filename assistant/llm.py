@@ -250,7 +250,7 @@ def parse_output(text: str) -> list[Draft]:
 def _sentences(chunk: str, slot: str | None) -> list[Draft]:
     drafts: list[Draft] = []
     lines = [_BULLET.sub("", line) for line in chunk.splitlines()]
-    for sentence in split_sentences("\n\n".join(lines)):
+    for sentence in split_sentences("\n\n".join(lines), keep_markers=True):
         numbers = [n for groups in _MARK.findall(sentence) for group in groups if group
                    for n in _expand(group)]
         words = " ".join(_MARK.sub(" ", sentence).split())

@@ -35,9 +35,11 @@ _VERB = re.compile(
     r"\w+[^s]s)\b", re.I)
 
 
-def _sentences_of(paragraph: str) -> list[str]:
+def _sentences_of(paragraph: str, keep_markers: bool = False) -> list[str]:
     """Sentence boundaries that survive 'e.g.', 'et al.' and initials."""
-    paragraph = " ".join(_SOURCE_MARKERS.sub("", paragraph).split())
+    if not keep_markers:
+        paragraph = _SOURCE_MARKERS.sub("", paragraph)
+    paragraph = " ".join(paragraph.split())
     sentences, start = [], 0
     for match in _BOUNDARY.finditer(paragraph):
         head = paragraph[start:match.start() + 1]
@@ -89,19 +91,20 @@ def join_list(lead_in: str, items: list[str]) -> str:
     return f"{lead_in} {'; '.join(parts)}."
 
 
-def split_sentences(text: str) -> list[str]:
+def split_sentences(text: str, keep_markers: bool = False) -> list[str]:
     """The sentences of a text in order. A list of short items that a paragraph ending in
-    ':' leads into is one sentence; other list items are sentences of their own."""
+    ':' leads into is one sentence; other list items are sentences of their own. Bracketed
+    reference numbers are removed, unless ``keep_markers`` (a model's own citations)."""
     sentences: list[str] = []
     for prose, items in _blocks(text):
-        head = _sentences_of(prose) if prose else []
+        head = _sentences_of(prose, keep_markers) if prose else []
         short = items and all(len(i.split()) <= MAX_ITEM_WORDS for i in items)
         if head and head[-1].endswith(":") and short:
             head[-1] = join_list(head[-1], items)
             items = []
         sentences += head
         for item in items:  # an item quoted alone must read as a sentence
-            sentences += [x for x in _sentences_of(item) if _VERB.search(x)
+            sentences += [x for x in _sentences_of(item, keep_markers) if _VERB.search(x)
                           and len(x.split()) >= MIN_ITEM_SENTENCE_WORDS]
     return sentences
 
