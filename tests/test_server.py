@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import httpx
 import pytest
@@ -93,6 +94,14 @@ def test_conversation_round_trip_with_follow_up(live_server):
         standalone = turn["answer"]["standalone_query"]
         assert standalone != FOLLOW_UP and "car" in standalone.lower()  # read in context
         assert "toxicit" in standalone.lower()
+        # The follow-up adds to the first answer instead of repeating it.
+        shown = {s["text"] for section in ("guidelines", "research")
+                 for key in ("statements", "key_points")
+                 for s in first.json()["turn"]["answer"][section][key]}
+        repeated = [s["text"] for section in ("guidelines", "research")
+                    for key in ("statements", "key_points")
+                    for s in turn["answer"][section][key] if s["text"] in shown]
+        assert not repeated, repeated
 
         read = http.get(f"/v1/conversations/{cid}")
         assert read.status_code == 200
@@ -295,6 +304,10 @@ def test_openai_client_against_the_live_server(live_server):
     follow = client.chat.completions.create(model="clinical-assistant", messages=messages)
     follow_content = follow.choices[0].message.content
     assert follow_content.startswith(f"**{FOLLOW_UP}**") and DISCLAIMER in follow_content
+    # What the assistant message already said is not said again.
+    body = follow_content.split("References")[0]
+    quoted = re.findall(r"([A-Z][^\n\[\]]{40,}?\.) \[\d", body)
+    assert quoted and not [q for q in quoted if q in content]
 
     stream = client.chat.completions.create(model="clinical-assistant", messages=messages,
                                             stream=True)
