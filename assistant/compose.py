@@ -29,6 +29,7 @@ from assistant.sentence_scoring import (
     FEATURES,
     SentenceContext,
     SentenceScorer,
+    about_the_study_only,
     advice,
     features,
 )
@@ -86,6 +87,7 @@ class Candidate:
     # section: a sentence on another disease or drug than the question's has little.
     focus: float = 0.0
     in_category: bool = True  # about the disease category the question names, if any
+    study_only: bool = False  # says how a study was done, not what it found
 
 
 def candidates_of(found: dict[Kind, list[ScoredPassage]],
@@ -154,6 +156,7 @@ class ExtractiveComposer:
                 headers[passage.id] = stems(f"{documents[passage.doc_id].title} {passage.section}")
             context = words | headers[passage.id]
             c.focus = sum(weights.get(t, 0.0) for t in context) / total
+            c.study_only = about_the_study_only(c.text, standalone_query)
             if categories:
                 c.in_category = (
                     fits(categories, c.text, f"{documents[passage.doc_id].title} {passage.section}")
@@ -181,7 +184,8 @@ class ExtractiveComposer:
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
         order = [i for i in order if candidates[i].similarity >= s.min_sentence_score
                  and candidates[i].score >= s.min_answer_score
-                 and candidates[i].focus >= s.min_focus_overlap and candidates[i].in_category]
+                 and candidates[i].focus >= s.min_focus_overlap and candidates[i].in_category
+                 and not candidates[i].study_only]
         chosen: list[int] = []
         words = 0
         best = None

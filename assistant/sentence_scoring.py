@@ -45,7 +45,17 @@ _BACKGROUND = re.compile(
     r"has not been|have not been|few studies|is (poorly )?understood)\b", re.I)
 _BIBLIOGRAPHIC = re.compile(
     r"\b(and colleagues|et al\b|reported (on|a|the)|published|described (a|the)|"
-    r"(a|one|another) (study|trial|report|review) (of|in|by))", re.I)
+    r"(a|one|another) (study|trial|report|review) (of|in|by))|"
+    r"\b(has|have) been (reported|published|described|conducted|performed)\s*\.$", re.I)
+# What a sentence that reports a finding says (stricter than the _RESULT cue).
+_FINDING = re.compile(
+    r"\b(significant\w*|improv\w*|reduc\w*|increas\w*|decreas\w*|associated with|"
+    r"resulted in|led to|showed|demonstrat\w*|found|achieved|no difference|higher|lower|"
+    r"better|worse|superior|inferior|prolong\w*|respon\w*)\b", re.I)
+# A question about the studies themselves may quote how they were done.
+_ASKS_ABOUT_STUDIES = re.compile(
+    r"\b(design\w*|trials?|stud(y|ies)|methods?|enrol\w*|randomi[sz]\w*|who (reported|"
+    r"published)|references?|authors?)\b", re.I)
 _RESULT_SECTION = re.compile(r"\b(results?|findings|conclusions?|outcomes?|summary)\b", re.I)
 _METHOD_SECTION = re.compile(
     r"\b(methods?|background|objectives?|introduction|purpose|aims?|design|setting|"
@@ -89,6 +99,17 @@ def features(sentence: str, c: SentenceContext) -> list[float]:
         float(bool(_DANGLING.match(sentence))), float(bool(_RESULT_SECTION.search(c.section))),
         float(bool(_METHOD_SECTION.search(c.section))), float(bool(_ADVICE.search(sentence))),
     ]
+
+
+def about_the_study_only(sentence: str, question: str) -> bool:
+    """A sentence that says how a study was done or that it was published, and nothing it
+    found ("A retrospective analysis of 186 patients has been reported."), for a question
+    that does not ask about the studies: it is not an answer, whatever its score."""
+    if _ASKS_ABOUT_STUDIES.search(question):
+        return False
+    design_only = (bool(_DESIGN.search(sentence)) and not _FINDING.search(sentence)
+                   and not _NUMBER.search(sentence))
+    return design_only or bool(_BIBLIOGRAPHIC.search(sentence) and not _FINDING.search(sentence))
 
 
 def advice(sentence: str) -> bool:

@@ -113,3 +113,18 @@ def test_every_sentence_a_real_summary_yields_is_whole(starter_assistant):
                 assert at <= 0 or not flat[at - 1].isalnum(), s
     assert len(quoted) > 50
     assert all(s[0].isupper() or s[0].isdigit() or s[0] in "\"'(" for s in quoted)
+
+
+def test_sentences_about_the_study_only_are_not_answers():
+    from assistant.sentence_scoring import about_the_study_only
+
+    question = "options for recurrent thymic carcinoma?"
+    assert about_the_study_only("A multi-institutional retrospective outcome analysis of 186 "
+                                "patients with thymic carcinoma has been reported.", question)
+    assert about_the_study_only("We aimed to evaluate the effect of drug X on survival in "
+                                "elderly patients.", "Does X improve survival?")
+    assert not about_the_study_only("Survival improved significantly with X in 40 patients.",
+                                    "Does X improve survival?")
+    # Unless the question asks about the studies themselves.
+    assert not about_the_study_only("We aimed to evaluate the effect of drug X on survival in "
+                                    "elderly patients.", "How was the trial of X designed?")
