@@ -31,6 +31,7 @@ from assistant.sentence_scoring import (
     SentenceScorer,
     about_the_study_only,
     advice,
+    asks_about_studies,
     features,
 )
 from assistant.sentences import passage_sentences, quotable, split_sentences
@@ -140,7 +141,8 @@ class ExtractiveComposer:
         similarities = vectors @ query_vector if len(candidates) else np.zeros(0)
         best = float(similarities.max()) if len(candidates) else 0.0
         rows = []
-        headers: dict[str, set[str]] = {}
+        headers: dict[str, tuple[str, set[str]]] = {}  # passage id -> title and section
+        studies_asked = asks_about_studies(standalone_query)
         categories = named_in(standalone_query)
         # With a category named, the question's subject ("CAR T cells" in "CAR T cells in
         # solid tumours") must be there too: a PD-1 sentence on solid tumours is not evidence.
@@ -153,14 +155,15 @@ class ExtractiveComposer:
             # name it ("The response rate was 54%." in a summary of hairy cell leukaemia).
             passage = c.hit.passage
             if passage.id not in headers:
-                headers[passage.id] = stems(f"{documents[passage.doc_id].title} {passage.section}")
-            context = words | headers[passage.id]
+                header = f"{documents[passage.doc_id].title} {passage.section}"
+                headers[passage.id] = header, stems(header)
+            header, header_words = headers[passage.id]
+            context = words | header_words
             c.focus = sum(weights.get(t, 0.0) for t in context) / total
-            c.study_only = about_the_study_only(c.text, standalone_query)
+            c.study_only = not studies_asked and about_the_study_only(c.text)
             if categories:
-                c.in_category = (
-                    fits(categories, c.text, f"{documents[passage.doc_id].title} {passage.section}")
-                    and len(subject & context) >= SUBJECT_SHARE * len(subject))
+                c.in_category = (fits(categories, c.text, header)
+                                 and len(subject & context) >= SUBJECT_SHARE * len(subject))
             rows.append(features(c.text, SentenceContext(
                 cosine=c.similarity, best_cosine=best, passage_cosine=c.hit.score,
                 passage_rank=c.rank, lexical=lexical,
@@ -177,8 +180,7 @@ class ExtractiveComposer:
         """The sentences to quote, best first: the best, then each next one while it scores
         at least ``answer_score_ratio`` of the best and the body stays within
         ``max_answer_words``; never a near-duplicate of one already chosen, nor a sentence
-        the conversation has already shown (unless it is the best answer to this question
-        by a clear margin)."""
+        the conversation has already shown (the best new sentence leads instead)."""
         s = self.settings
         shown_text = " ".join(normalised(t) for t in shown)
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
@@ -191,14 +193,12 @@ class ExtractiveComposer:
         best = None
         for i in order:
             c = candidates[i]
+            if shown_text and normalised(c.text) in shown_text:
+                continue  # already said
             if best is None:
-                if shown_text and normalised(c.text) in shown_text:
-                    continue  # already said; the best new sentence leads
                 best = c.score
             elif c.score < s.answer_score_ratio * best:
                 break
-            if shown_text and normalised(c.text) in shown_text:
-                continue
             if any(float(vectors[i] @ vectors[j]) > s.redundancy_threshold for j in chosen):
                 continue
             length = len(c.text.split())

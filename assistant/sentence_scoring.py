@@ -27,12 +27,17 @@ import numpy as np
 
 PARAMETERS = Path(__file__).with_name("sentence_scorer.json")
 
+# Words of a sentence that reports a finding; _RESULT adds the looser cues of a result or a
+# definition, for the scorer's feature.
+_FINDING_WORDS = (
+    r"significant\w*|improv\w*|reduc\w*|increas\w*|decreas\w*|associated with|resulted in|"
+    r"led to|showed|demonstrat\w*|found|achieved|no difference|superior|inferior")
+_FINDING = re.compile(
+    rf"\b({_FINDING_WORDS}|higher|lower|better|worse|prolong\w*|respon\w*)\b", re.I)
 _RESULT = re.compile(
-    r"\b(significant\w*|improv\w*|reduc\w*|increas\w*|decreas\w*|associated with|"
-    r"resulted in|led to|showed|shown|demonstrat\w*|found|achieved|response rates?|"
-    r"survival|hazard ratio|odds ratio|risk|efficac\w*|effective|benefit\w*|superior|"
-    r"inferior|no difference|conclusion\w*|suggest\w*|indicat\w*|caus\w*|is used|are used|"
-    r"is (a|an|the)|are (a|an|the)|consists? of|includ\w*|recommended|standard)\b", re.I)
+    rf"\b({_FINDING_WORDS}|shown|response rates?|survival|hazard ratio|odds ratio|risk|"
+    r"efficac\w*|effective|benefit\w*|conclusion\w*|suggest\w*|indicat\w*|caus\w*|is used|"
+    r"are used|is (a|an|the)|are (a|an|the)|consists? of|includ\w*|recommended|standard)\b", re.I)
 _DESIGN = re.compile(
     r"\b(we (aimed|sought|investigated|examined|evaluated|assessed|conducted|performed|"
     r"analy[sz]ed|studied|hypothesi[sz]ed|reviewed|retrospectively|prospectively)|"
@@ -47,11 +52,6 @@ _BIBLIOGRAPHIC = re.compile(
     r"\b(and colleagues|et al\b|reported (on|a|the)|published|described (a|the)|"
     r"(a|one|another) (study|trial|report|review) (of|in|by))|"
     r"\b(has|have) been (reported|published|described|conducted|performed)\s*\.$", re.I)
-# What a sentence that reports a finding says (stricter than the _RESULT cue).
-_FINDING = re.compile(
-    r"\b(significant\w*|improv\w*|reduc\w*|increas\w*|decreas\w*|associated with|"
-    r"resulted in|led to|showed|demonstrat\w*|found|achieved|no difference|higher|lower|"
-    r"better|worse|superior|inferior|prolong\w*|respon\w*)\b", re.I)
 # A question about the studies themselves may quote how they were done.
 _ASKS_ABOUT_STUDIES = re.compile(
     r"\b(design\w*|trials?|stud(y|ies)|methods?|enrol\w*|randomi[sz]\w*|who (reported|"
@@ -101,11 +101,16 @@ def features(sentence: str, c: SentenceContext) -> list[float]:
     ]
 
 
-def about_the_study_only(sentence: str, question: str) -> bool:
+def asks_about_studies(question: str) -> bool:
+    return bool(_ASKS_ABOUT_STUDIES.search(question))
+
+
+def about_the_study_only(sentence: str, question: str | None = None) -> bool:
     """A sentence that says how a study was done or that it was published, and nothing it
     found ("A retrospective analysis of 186 patients has been reported."), for a question
-    that does not ask about the studies: it is not an answer, whatever its score."""
-    if _ASKS_ABOUT_STUDIES.search(question):
+    that does not ask about the studies: it is not an answer, whatever its score. Without
+    ``question`` the caller has checked ``asks_about_studies`` itself."""
+    if question is not None and asks_about_studies(question):
         return False
     design_only = (bool(_DESIGN.search(sentence)) and not _FINDING.search(sentence)
                    and not _NUMBER.search(sentence))

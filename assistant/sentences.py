@@ -169,8 +169,8 @@ def quotable(sentence: str) -> bool:
 # --- passages cut out of a document ----------------------------------------------------
 
 def _overlap(before: str, text: str, longest: int = 600) -> int:
-    """Length of the longest end of ``before`` that ``text`` starts with (the chunker's
-    overlap), compared without whitespace differences."""
+    """Length of the longest end of ``before`` that ``text`` starts with: the chunker's
+    overlap (it repeats the previous passage's last splits exactly)."""
     for n in range(min(len(before), len(text), longest), 0, -1):
         if before.endswith(text[:n]):
             return n
@@ -203,7 +203,6 @@ def passage_sentences(text: str, before: str | None = None, after: str | None = 
         n = _overlap(text, after)
         following = after[n:].lstrip()
         # The next passage goes on with the same sentence (lower case, or a number).
-        if following and not re.match(r"[A-Z\"'(\[-]", following[0]) \
-                and not text.rstrip().endswith(("\n",)):
+        if following and not re.match(r"[A-Z\"'(\[-]", following[0]):
             sentences = sentences[:-1]
     return sentences

@@ -320,10 +320,14 @@ def _turn_out(turn: StoredTurn, answer: Answer | None = None) -> TurnOut:
 
 def _history(turns: list[StoredTurn]) -> list[Turn]:
     history = []
-    for t in turns:
-        answer = Answer.model_validate_json(t.answer_json)
-        history.append(Turn(question=t.question, standalone_query=answer.standalone_query,
-                            shown=[s.text for s in answer.statements()]))
+    for t in turns:  # read as plain JSON: the stored answer was validated when it was made
+        answer = json.loads(t.answer_json)
+        shown = [s["text"] for section, part in (("guidelines", "statements"),
+                                                 ("guidelines", "key_points"),
+                                                 ("research", "statements"))
+                 for s in answer[section][part]]
+        history.append(Turn(question=t.question, standalone_query=answer["standalone_query"],
+                            shown=shown))
     return history
 
 

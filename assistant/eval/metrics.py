@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from assistant.sentences import problems, split_sentences
 from assistant.types import DISCLAIMER, NO_EVIDENCE, Answer, citation_numbers
 
 # --- retrieval ---------------------------------------------------------------------
@@ -124,8 +125,6 @@ def sentence_problems(sentence: str, passages: Sequence[str]) -> list[str]:
     """Why a quoted sentence is not well-formed: the quoting rules of
     assistant/sentences.py, and, checked against the cited passages themselves, that it
     does not start inside a word of its passage."""
-    from assistant.sentences import problems
-
     found = problems(sentence)
     for text in passages:
         flat = " ".join(text.split())
@@ -138,8 +137,6 @@ def sentence_problems(sentence: str, passages: Sequence[str]) -> list[str]:
 
 def first_sentences(passages: Sequence[str], n: int = 3) -> str:
     """The lead sentence of each of the first n passages (a summarisation baseline)."""
-    from assistant.sentences import split_sentences
-
     leads = []
     for text in passages[:n]:
         sentences = split_sentences(text)
