@@ -1,23 +1,46 @@
-"""Abbreviations of the indexed corpus, spelled out in queries.
+"""Abbreviations of the indexed corpus, spelled out in queries in the sense that fits.
 
 The general-domain embedder does not know that "CRS" is cytokine release syndrome, so a
 question written with the abbreviation finds nothing relevant enough. The corpus says it
 itself: "cytokine release syndrome (CRS)". Pairs of a long form followed by its short
-form in parentheses are mined from the passages (the Schwartz–Hearst heuristic: the
-short form's letters appear, in order, among the initials of the words just before the
-parenthesis, the first letters matching) and a query's short forms are expanded with the
-long form the corpus uses most often.
+form in parentheses are mined from the passages (the Schwartz–Hearst heuristic: the short
+form's letters appear, in order, in the words just before the parenthesis, the first
+letters matching, and each content word of the long form gives the short form a letter
+by its initial, which rejects "antenatal clinic attenders" for ANC).
+
+An abbreviation can have several senses in one corpus: "CRS" is also chronic
+rhinosinusitis. Each sense is known by the passages that define it; a query takes the
+sense whose passages (their mean vector) are closest to the query, only when that sense
+is clearly closer than the others and close enough at all (else it is not spelled out),
+and the documents that define the abbreviation in another sense are not evidence for it.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
 
 _PAREN = re.compile(r"\s\(([A-Za-z][\w\-]{1,9})\)")
 _WORDS = re.compile(r"[A-Za-z0-9]+")
 _SHORT = re.compile(r"^(?=.*[A-Z])[A-Za-z][A-Za-z0-9\-]{1,9}$")
+_IN_QUERY = re.compile(r"(?<![\w(])[A-Za-z][A-Za-z0-9\-]{1,9}(?![\w)])")
+# Words of a long form that need not give the short form a letter.
+_MINOR = {"of", "the", "and", "or", "in", "on", "for", "to", "with", "a", "an", "s", "by"}
+
+# Sense choice (set on examples from the benchmark corpus, tests/test_abbreviations.py):
+# the query's cosine with a sense's passages must reach SENSE_FLOOR (ONLY_SENSE_FLOOR when
+# the corpus knows one sense: "CRS" in "How is CRS in Mr Smith managed?" 0.13, "CPT" as
+# cognitive processing therapy in "CPT code for port placement" 0.06) and beat every
+# other sense by SENSE_MARGIN; senses whose long forms mean the same (cosine >=
+# SAME_SENSE: "complete remission" and "complete response") are one.
+SENSE_FLOOR = 0.15
+ONLY_SENSE_FLOOR = 0.10
+SENSE_MARGIN = 0.05
+SAME_SENSE = 0.75
 
 
 def _long_form(words: list[str], short: str) -> str | None:
@@ -26,28 +49,43 @@ def _long_form(words: list[str], short: str) -> str | None:
         return None
     for start in range(len(words) - 1, max(-1, len(words) - len(letters) - 4), -1):
         window = words[start:]
-        initials = [w[0].lower() for w in window]
-        if initials[0] != letters[0] or len(window) > len(letters) + 2:
+        if window[0][0].lower() != letters[0] or len(window) > len(letters) + 2:
             continue
         it = iter("".join(w.lower() for w in window))
-        if all(c in it for c in letters):  # letters in order within the long form
-            if len(window) >= max(2, len(letters) - 2):
-                return " ".join(window)
+        if not all(c in it for c in letters):  # letters in order within the long form
+            continue
+        content = [w[0].lower() for w in window if w.lower() not in _MINOR]
+        unused, at = 0, 0
+        for initial in content:  # the initials, in order, among the short form's letters
+            if initial in letters[at:]:
+                at = letters.index(initial, at) + 1
+            else:
+                unused += 1
+        # One content word may go without a letter in a long form of four or more
+        # ("immune effector cell associated neurotoxicity syndrome" for ICANS).
+        if unused <= (1 if len(content) >= 4 else 0):
+            return " ".join(window)
     return None
+
+
+def definitions(text: str) -> Iterable[tuple[str, str]]:
+    """(short form, long form in lower case) for each definition in a text."""
+    for match in _PAREN.finditer(text):
+        short = match.group(1)
+        if not _SHORT.match(short):
+            continue
+        before = text[max(0, match.start() - 120):match.start()]
+        long = _long_form(_WORDS.findall(before)[-(len(short) + 6):], short)
+        if long:
+            yield short, long.lower()
 
 
 def mine(texts: Iterable[str]) -> dict[str, str]:
     """Short form -> its most frequent long form in the texts."""
     counts: dict[str, Counter] = {}
     for text in texts:
-        for match in _PAREN.finditer(text):
-            short = match.group(1)
-            if not _SHORT.match(short):
-                continue
-            before = text[max(0, match.start() - 120):match.start()]
-            long = _long_form(_WORDS.findall(before)[-(len(short) + 6):], short)
-            if long:
-                counts.setdefault(short, Counter())[long.lower()] += 1
+        for short, long in definitions(text):
+            counts.setdefault(short, Counter())[long] += 1
     return {short: c.most_common(1)[0][0] for short, c in counts.items()}
 
 
@@ -60,4 +98,112 @@ def expand(query: str, abbreviations: dict[str, str]) -> str:
             return short
         return f"{short} ({long})"
 
-    return re.sub(r"(?<![\w(])[A-Za-z][A-Za-z0-9\-]{1,9}(?![\w)])", spell, query)
+    return _IN_QUERY.sub(spell, query)
+
+
+_SPELLED = re.compile(r"\b([A-Za-z][A-Za-z0-9\-]{1,9}) \(([a-z0-9][^()]*)\)")
+
+
+def unspelled(text: str) -> str:
+    """A query without the long forms that ``expand`` added (they are lower case)."""
+    return _SPELLED.sub(r"\1", text)
+
+
+@dataclass
+class Sense:
+    long: str
+    rows: list[int] = field(default_factory=list)  # passages that define it
+    docs: set[str] = field(default_factory=set)  # documents that define it
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A query's abbreviations read in context: the sense chosen for each (short -> long,
+    spelled out), those left unexpanded because no sense is clearly meant, and the
+    documents that define a chosen abbreviation in another sense."""
+
+    senses: dict[str, str]
+    unclear: tuple[str, ...] = ()
+    other_sense_docs: frozenset[str] = frozenset()
+
+    def spell_out(self, text: str) -> str:
+        return expand(text, self.senses)
+
+
+class Abbreviations:
+    """Every sense of every abbreviation defined in the corpus, with where it is defined."""
+
+    def __init__(self, senses: dict[str, list[Sense]], vectors: np.ndarray | None = None):
+        self.senses = senses
+        self.vectors = vectors
+        self._centroids: dict[tuple[str, str], np.ndarray] = {}
+        self._same: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def mine(cls, passages: Sequence, vectors: np.ndarray | None = None) -> "Abbreviations":
+        """From passages with ``text`` and ``doc_id``, in index row order."""
+        found: dict[str, dict[str, Sense]] = {}
+        for row, passage in enumerate(passages):
+            for short, long in definitions(passage.text):
+                sense = found.setdefault(short, {}).setdefault(long, Sense(long))
+                sense.rows.append(row)
+                sense.docs.add(passage.doc_id)
+        return cls({short: sorted(by_long.values(), key=lambda s: -len(s.rows))
+                    for short, by_long in found.items()}, vectors)
+
+    def most_frequent(self) -> dict[str, str]:
+        return {short: senses[0].long for short, senses in self.senses.items()}
+
+    def __getitem__(self, short: str) -> str:
+        return self.senses[short][0].long
+
+    def centroid(self, short: str, sense: Sense) -> np.ndarray:
+        key = (short, sense.long)
+        if key not in self._centroids:
+            mean = self.vectors[sense.rows].mean(axis=0)
+            self._centroids[key] = mean / max(float(np.linalg.norm(mean)), 1e-9)
+        return self._centroids[key]
+
+    def same_sense(self, short: str, embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        """Which of an abbreviation's senses mean the same (by their long forms' cosine)."""
+        if short not in self._same:
+            vectors = embed([sense.long for sense in self.senses[short]])
+            self._same[short] = (vectors @ vectors.T) >= SAME_SENSE
+        return self._same[short]
+
+    def read(self, query: str, embed: Callable[[list[str]], np.ndarray]) -> Reading:
+        """The sense of each of the query's abbreviations that its context fits."""
+        shorts = [s for s in dict.fromkeys(_IN_QUERY.findall(query)) if s in self.senses]
+        if not shorts:
+            return Reading({})
+        if self.vectors is None:  # no passage vectors: the most frequent sense
+            return Reading({s: self[s] for s in shorts})
+        # Each abbreviation is read in the query with the others spelled out in their
+        # most frequent sense ("HD in children: ABVD?" needs ABVD's drugs), and, where
+        # the corpus knows several senses, without itself: the embedder has its own
+        # favourite reading of a bare "MS" or "CRS", which is not the question's context.
+        texts = []
+        for short in shorts:
+            context = expand(query, {s: self[s] for s in shorts if s != short})
+            if not self.same_sense(short, embed).all():
+                context = re.sub(rf"(?<![\w(]){re.escape(short)}(?![\w)])", " ", context)
+            texts.append(context)
+        contexts = embed(texts)
+        chosen, unclear, others = {}, [], set()
+        for short, context in zip(shorts, contexts):
+            senses = self.senses[short]
+            same = self.same_sense(short, embed)
+            fit = [float(self.centroid(short, s) @ context) for s in senses]
+            spelled = [i for i, s in enumerate(senses) if s.long in query.lower()]
+            best = spelled[0] if spelled else max(range(len(senses)), key=lambda i: fit[i])
+            rivals = [fit[i] for i in range(len(senses)) if not same[best, i]]
+            floor = SENSE_FLOOR if rivals else ONLY_SENSE_FLOOR
+            if not spelled and (fit[best] < floor
+                                or (rivals and fit[best] - max(rivals) < SENSE_MARGIN)):
+                unclear.append(short)
+                continue
+            chosen[short] = senses[best].long
+            meant = {doc for i, s in enumerate(senses) if same[best, i] for doc in s.docs}
+            others |= {doc for i, s in enumerate(senses) if not same[best, i]
+                       for doc in s.docs} - meant
+        return Reading(chosen, tuple(unclear), frozenset(others))

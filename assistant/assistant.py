@@ -12,13 +12,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from assistant.compose import ExtractiveComposer
-from assistant.abbreviations import expand
-from assistant.abbreviations import mine as mine_abbreviations
+from assistant.abbreviations import Abbreviations
 from assistant.categories import named_in
 from assistant.condense import SearchQuery, condense
 from assistant.embedding import load_embedder
 from assistant.index import Index
-from assistant.retrieval import Retriever
+from assistant.retrieval import Retriever, lexical_words
+from assistant.scope import ScopeJudge
 from assistant.settings import Settings
 from assistant.types import Answer, Turn
 
@@ -38,8 +38,10 @@ class Assistant:
         self.embedder = load_embedder(settings.embedder, settings.device,
                                       settings.embed_batch_size, settings.embed_precision)
         self.retriever = Retriever(index, self.embedder, settings)
-        self.abbreviations = mine_abbreviations(p.text for p in index.passages)
+        self.abbreviations = Abbreviations.mine(index.passages, index.vectors)
         self.composer = make_composer(self.embedder, settings, index)
+        self.scope = ScopeJudge(lexical_words, self.retriever.passage_share,
+                                len(index.passages), settings.scope_min_coverage)
 
     @classmethod
     def open(cls, index_path: str | Path | None = None,
@@ -86,14 +88,17 @@ class Assistant:
         if use_model and hasattr(self.composer, "condense"):  # see llm.py
             standalone, note = self.composer.condense(question, list(turns))
         else:
-            standalone, note = condense(question, list(turns)), None
+            standalone, note = condense(question, list(turns), self.stands_alone), None
         if isinstance(standalone, str):
             standalone = SearchQuery(standalone)
-        # The corpus's abbreviations are spelled out for the embedding only ("CRS" ->
-        # "CRS (cytokine release syndrome)"): BM25 already matches the abbreviation, and
-        # the long form's common words ("food and drug administration") only dilute it
-        # (BioASQ 9B-10B nDCG@10: 0.801 expanded for both, 0.812 for the embedding only).
-        expanded = expand(standalone.text, self.abbreviations)
+        # The corpus's abbreviations are spelled out, in the sense the question's context
+        # fits, for the embedding only ("CRS" -> "CRS (cytokine release syndrome)"): BM25
+        # already matches the abbreviation, and the long form's common words ("food and
+        # drug administration") only dilute it (BioASQ 9B-10B nDCG@10: 0.801 expanded for
+        # both, 0.812 for the embedding only). For both, documents that define the
+        # abbreviation in another sense are left out (abbreviations.py).
+        reading = self.abbreviations.read(standalone.text, self.embedder.embed)
+        expanded = reading.spell_out(standalone.text)
         lexical = standalone.text if expanded != standalone.text else None
         # A named category ("solid tumours") is searched by BM25 with its members too:
         # the passages name the disease, not the category (categories.py).
@@ -101,8 +106,12 @@ class Assistant:
         if members:
             lexical = f"{standalone.text} {members}"
         return SearchQuery(
-            expanded, standalone.focus and expand(standalone.focus, self.abbreviations),
-            lexical=lexical), note
+            expanded, standalone.focus and reading.spell_out(standalone.focus),
+            lexical=lexical, other_sense_docs=reading.other_sense_docs), note
+
+    def stands_alone(self, text: str) -> bool:
+        """Whether a follow-up's own words find evidence by themselves (condense.py)."""
+        return self.retriever.best_cosine(text) >= self.settings.follow_up_stands_alone
 
     def _events(self, question: str, history: Sequence[Turn | Answer], stream: bool
                 ) -> Iterator[dict]:
@@ -116,6 +125,10 @@ class Assistant:
         # (categories.py), so it reads further down the ranking to find them.
         depth = self.settings.top_k * CATEGORY_DEPTH if named_in(standalone.text) else None
         vector, found = self.retriever.retrieve(standalone, depth)
+        # Out of scope: the evidence found does not hold what the question asks about.
+        scope = self.scope.judge(standalone.text, found, self.index.documents)
+        if not scope.in_scope:
+            found = {kind: [] for kind in found}
         timings["retrieve"] = time.perf_counter() - started - timings["condense"]
         args = (question, standalone.text, vector, found, self.index.documents)
         shown = [text for turn in turns for text in turn.shown]
@@ -132,6 +145,8 @@ class Assistant:
         answer.timings_ms = {k: round(v * 1000, 2) for k, v in timings.items()}
         if note:
             answer.notes.insert(0, note)
+        if scope.note():
+            answer.notes.append(scope.note())
         yield {"type": "answer", "answer": answer}
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assistant.categories import fits, named_in
-from assistant.condense import topic_of
+from assistant.condense import head_of
 from assistant.embedding import Embedder
 from assistant.index import DocumentInfo
 from assistant.retrieval import stems
@@ -146,7 +146,7 @@ class ExtractiveComposer:
         categories = named_in(standalone_query)
         # With a category named, the question's subject ("CAR T cells" in "CAR T cells in
         # solid tumours") must be there too: a PD-1 sentence on solid tumours is not evidence.
-        subject = stems(topic_of(Turn(question=standalone_query))) if categories else set()
+        subject = stems(head_of(standalone_query)) if categories else set()
         for c, similarity in zip(candidates, similarities):
             c.similarity = float(similarity)
             words = stems(c.text)

@@ -1,18 +1,26 @@
-"""Condensation: a follow-up question into the standalone query that is searched.
+"""Condensation: what a clinician typed into the standalone query that is searched.
 
-Without a language model: a follow-up that leans on the conversation (a pronoun such as
-"its", an opener such as "what about", or too few words of its own) is joined with the
-subject of the previous standalone query, so "What about its toxicities?" after "What is
-the role of CAR T cells in solid tumours?" searches "toxicities — CAR T cells".
-A self-contained question is searched as it is.
+Without a language model:
+- Clinical shorthand is written out ("1L tx" -> "first-line treatment", "mets" ->
+  "metastases"); the corpus's own abbreviations are spelled out later, in the sense that
+  fits (abbreviations.py).
+- A vignette ("61M, new myeloma, creatinine 2.8, fit. Transplant first line?") is searched
+  by its question and the case's clinical entities: ages, sexes and laboratory values
+  would otherwise pull passages about other things. A child's age becomes "child".
+- A follow-up that leans on the conversation (a pronoun such as "its", an opener such as
+  "what about", too few words of its own, or words that find little in the corpus by
+  themselves) is joined with the conversation's subject: the previous turn's words and
+  the first turn's, so "second line?" after "1L tx for HCL?" searches "second line —
+  first-line HCL". A follow-up that names its own subject is searched as it is.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from assistant.abbreviations import unspelled
 from assistant.types import Turn
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-+/]*")
@@ -32,22 +40,88 @@ _STOP = {
     "had", "there", "any", "some", "role", "use", "used", "using", "current", "currently",
     "tell", "me", "please", "explain", "describe", "give", "know", "known", "evidence",
     "also", "else", "more", "other", "patients", "patient", "treatment", "treatments",
-    "therapy", "role", "best", "main", "key", "important", "regarding", "concerning",
+    "therapy", "role", "best", "main", "key", "important", "regarding", "concerning", "if",
+    "i", "we", "you", "my", "our", "still", "now", "ok", "okay",
     *_REFERRING,
 }
 MIN_OWN_WORDS = 3
+
+# Shorthand that clinicians type and the literature writes out (case-sensitive forms).
+SHORTHAND = {
+    "tx": "treatment", "Tx": "treatment", "dx": "diagnosis", "Dx": "diagnosis",
+    "hx": "history", "Hx": "history", "sx": "symptoms", "bx": "biopsy", "abx": "antibiotics",
+    "ca": "cancer", "Ca": "cancer", "pt": "patient", "Pt": "patient", "pts": "patients",
+    "chemo": "chemotherapy", "chemoRT": "chemoradiotherapy", "chemort": "chemoradiotherapy",
+    "mets": "metastases", "neurotox": "neurotoxicity", "tox": "toxicity", "vit": "vitamin",
+    "dex": "dexamethasone", "adj": "adjuvant", "neoadj": "neoadjuvant", "yrs": "years",
+    "yr": "year", "mo": "months", "wks": "weeks", "f/u": "follow-up", "s/p": "after",
+    "w/": "with", "w/o": "without", "1L": "first-line", "2L": "second-line",
+    "3L": "third-line", "rx": "treatment", "Rx": "treatment", "recs": "recommendations",
+    "newly dx": "newly diagnosed", "newly dx'd": "newly diagnosed",
+}
+_SHORTHAND = re.compile(
+    r"(?<![\w/])(" + "|".join(re.escape(k) for k in sorted(SHORTHAND, key=len, reverse=True))
+    + r")(?![\w/])")
+
+
+def spell_shorthand(text: str) -> str:
+    return _SHORTHAND.sub(lambda m: SHORTHAND[m.group(1)], text)
+
+
+# A vignette's case details: age and sex ("61M", "35F", "18-mo-old", "45 yo"), and a
+# measurement after its name ("creatinine 2.8", "ANC 0.4", "WBC 3 x10^9/L", "CD4 150").
+_AGE_SEX = re.compile(
+    r"\b(\d{1,3})\s*(-?\s*(yo|y/o|y\.o\.|year-old|years? old|-year-old|yr-old)|"
+    r"(-?\s*(mo|month)s?-old)|[MF])\b(\s+(man|woman|male|female|boy|girl))?", re.I)
+_MEASUREMENT = re.compile(
+    r"\b(?!(stage|grade|type|T|N|M|day|cycle|phase)\b)[A-Za-z][\w\-]*\s+[<>≤≥=~]?\s*"
+    r"\d+(\.\d+)?\s*(x\s*10\^?\d+/?\w*|%|[a-zA-Z/µ]+(/[a-zA-Z]+)?)?(?=[,;.]|\s|$)")
+_SIZE = re.compile(r"\b\d+(\.\d+)?\s*(cm|mm|g|kg|mg|ml|mL|%)(?!\w)")
+_CLAUSES = re.compile(r"\s*[,;]\s*|\s+\+\s+")
+_SENTENCES = re.compile(r"(?<=[.?!])\s+(?=[A-Z0-9\"'(])")
+
+
+def reduce_vignette(question: str) -> str | None:
+    """"61M, new myeloma, creatinine 2.8, fit. Transplant first line?" -> "Transplant
+    first line? — new myeloma, fit"; None when the question is not a vignette (no case
+    sentence before the question, or nothing of it is a case detail)."""
+    sentences = _SENTENCES.split(question.strip())
+    asked = [s for s in sentences if s.rstrip().endswith("?")] or sentences[-1:]
+    case = [s for s in sentences if s not in asked]
+    if not case:
+        return None
+    kept, child, dropped = [], False, False
+    for clause in _CLAUSES.split(" ".join(case).rstrip(".")):
+        age = _AGE_SEX.search(clause)
+        if age:
+            dropped = True
+            in_months = re.search(r"mo|month", age.group(0), re.I)
+            child = child or bool(in_months) or int(age.group(1)) < 18
+            clause = _AGE_SEX.sub("", clause)
+        measured = _SIZE.sub("", _MEASUREMENT.sub("", clause))
+        dropped = dropped or measured != clause
+        if content_words(measured):
+            kept.append(" ".join(measured.split()))
+    if not dropped:
+        return None
+    details = ", ".join((["child"] if child else []) + kept)
+    return " ".join(asked) + (f" — {details}" if details else "")
 
 
 def content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text) if w.lower() not in _STOP]
 
 
-def needs_context(question: str) -> bool:
+def needs_context(question: str, stands_alone: Callable[[str], bool] | None = None) -> bool:
+    """Whether a follow-up leans on the conversation. ``stands_alone`` (from the corpus,
+    see Assistant.search_query) says whether its own words find evidence by themselves:
+    "which toxicities should I watch for?" has three words of its own and finds nothing."""
     words = [w.lower() for w in _WORD.findall(question)]
     return (
         bool(_OPENERS.match(question))
         or any(w in _REFERRING for w in words)
         or len(content_words(question)) < MIN_OWN_WORDS
+        or (stands_alone is not None and not stands_alone(question))
     )
 
 
@@ -56,18 +130,46 @@ _FRAMING = re.compile(
     r"should|would)\s+)?((the|a|an)\s+)?((current\s+)?(role|use|value|place|efficacy|"
     r"evidence|benefit|purpose|indications?|mechanism)\s+(of|for)\s+)?((the|a|an)\s+)?", re.I)
 _QUALIFIER = re.compile(r"\s+\b(in|for|among|during|after|before|with|versus|vs|compared)\b\s+", re.I)
-MAX_TOPIC_WORDS = 12
 
 
-def topic_of(turn: Turn) -> str:
-    """The subject of an earlier turn: the head of its standalone query, without the
-    question framing ("what is the role of") and qualifiers ("in the treatment of ..."),
-    so the follow-up's own words are not drowned by the earlier question's context."""
-    text = (turn.standalone_query or turn.question).strip().rstrip("?.! ")
-    text = _FRAMING.sub("", text, count=1)
+def head_of(query: str) -> str:
+    """The head of a query, without the question framing ("what is the role of") and
+    qualifiers ("in the treatment of ..."): "CAR T cells" in "What is the role of CAR T
+    cells in solid tumours?"."""
+    text = _FRAMING.sub("", query.strip().rstrip("?.! "), count=1)
     head = _QUALIFIER.split(text, maxsplit=1)[0]
     words = head.split() if len(content_words(head)) >= 1 else text.split()
     return " ".join(words[:MAX_TOPIC_WORDS])
+
+
+MAX_TOPIC_WORDS = 12
+
+
+def subject_words(turn: Turn) -> list[str]:
+    """The words that carry an earlier turn's subject: its standalone query's content
+    words, without spelled-out abbreviations (they are spelled out again) and without
+    the case details of a vignette."""
+    text = unspelled(turn.standalone_query or turn.question)
+    return content_words(text)
+
+
+_PRONOUNS = {"it", "its", "they", "them", "their", "theirs", "this", "these", "those"}
+
+
+def conversation_topic(history: Sequence[Turn], question: str = "") -> str:
+    """The previous turn's subject, then the first turn's (what the conversation is
+    about), without repeats, at most MAX_TOPIC_WORDS words. A pronoun stands for the
+    previous question's head ("its toxicities" after "CAR T cells in solid tumours"), so
+    then only the head is kept; an ellipsis ("second line?" after "1L tx for HCL?") keeps
+    the rest of the previous question, where its disease often is."""
+    if _PRONOUNS & {w.lower() for w in _WORD.findall(question)}:
+        return head_of(unspelled(history[-1].standalone_query or history[-1].question))
+    words = subject_words(history[-1])
+    if len(history) > 1:
+        words = words[:MAX_TOPIC_WORDS // 2] + subject_words(history[0])
+    seen: set[str] = set()
+    kept = [w for w in words if not (w.lower() in seen or seen.add(w.lower()))]
+    return " ".join(kept[:MAX_TOPIC_WORDS])
 
 
 @dataclass(frozen=True)
@@ -75,19 +177,24 @@ class SearchQuery:
     """What is searched: the standalone query, and for a follow-up its own words (the
     focus), which retrieval weighs as much as the whole so the earlier topic does not
     drown what is new. ``lexical`` is the text BM25 searches when it differs from ``text``
-    (the query before abbreviations were spelled out, see Assistant.search_query)."""
+    (the query before abbreviations were spelled out, see Assistant.search_query);
+    ``other_sense_docs`` are documents that use one of its abbreviations in another sense,
+    which are not evidence for it."""
 
     text: str
     focus: str | None = None
     lexical: str | None = None
+    other_sense_docs: frozenset[str] = frozenset()
 
 
-def condense(question: str, history: Sequence[Turn]) -> SearchQuery:
-    question = " ".join(question.split())
-    if not history or not needs_context(question):
-        return SearchQuery(question)
-    topic = topic_of(history[-1])
-    own = " ".join(content_words(_OPENERS.sub("", question)))
+def condense(question: str, history: Sequence[Turn],
+             stands_alone: Callable[[str], bool] | None = None) -> SearchQuery:
+    question = spell_shorthand(" ".join(question.split()))
+    text = reduce_vignette(question) or question
+    if not history or not needs_context(text, stands_alone):
+        return SearchQuery(text)
+    topic = conversation_topic(history, text)
+    own = " ".join(content_words(_OPENERS.sub("", text)))
     if not own or own.lower() in topic.lower():
         return SearchQuery(topic)
     return SearchQuery(f"{own} — {topic}", focus=own)

@@ -139,6 +139,13 @@ class Retriever:
                 if any(0 < self.passage_share.get(s, 0) < DISTINCTIVE_SHARE for s in w_stems)]
         return " ".join(rare) if rare and len(rare) < len(words) else None
 
+    def best_cosine(self, text: str) -> float:
+        """The cosine of the passage closest to a text, over both kinds."""
+        vector = self.embedder.embed([text])[0]
+        return max((float(self.index.vectors[self.index.rows[kind][local]] @ vector)
+                    for kind in KINDS for local in self.index.search_rows(vector, kind, 1)),
+                   default=-1.0)
+
     def query_vector(self, query: str | SearchQuery, focus_weight: float | None = None
                      ) -> np.ndarray:
         """The embedded query. A follow-up's own words weigh as much as the whole, so the
@@ -182,6 +189,10 @@ class Retriever:
                 kind_rows = list(dict.fromkeys(found + [r for _, r in top]))
                 bm25.update(zip(kind_rows, map(float, scores[np.searchsorted(rows, kind_rows)])))
         lexical.sort(reverse=True)
+        if query.other_sense_docs:  # "CRS" as chronic rhinosinusitis, for a CAR T question
+            passages, other = self.index.passages, query.other_sense_docs
+            dense = [r for r in dense if passages[r].doc_id not in other]
+            lexical = [(s, r) for s, r in lexical if passages[r].doc_id not in other]
         rows = list(dict.fromkeys(dense + [r for _, r in lexical]))
         # Every candidate's cosine in one product; the dense ranking is by it.
         cosine = dict(zip(rows, map(float, self.index.vectors[rows] @ vector))) if rows else {}

@@ -96,10 +96,20 @@ class Settings(BaseSettings):
     reranker: str | None = None
     rerank_depth: int = Field(30, ge=1, le=200)
     rerank_weight: float = Field(1.0, ge=0)
+    # A follow-up with words of its own is searched as it is only when they find a passage
+    # this close by themselves ("How is cytokine release syndrome managed?": 0.85 on the
+    # benchmark index); below it, it is read with the conversation's subject ("which
+    # toxicities should I watch for?": 0.44). A design value from examples, not fitted.
+    follow_up_stands_alone: float = Field(0.65, ge=-1, le=1)
     # Weight of a self-contained question's corpus-rare words in its vector. A design
     # value, not fitted: in a narrow corpus (the starter one) it is what finds "solid"
     # among CAR-T documents; on BioASQ 7B-10B 0.0 would gain 0.002 nDCG@10.
     focus_weight: float = Field(1.0, ge=0)
+
+    # Scope (assistant/scope.py): the rarity-weighted share of the question's words that
+    # its best passages must hold for it to be answered; calibrated on questions written
+    # for calibration by scripts/fit_scope.py (eval/calibration/, eval/fit_scope.json).
+    scope_min_coverage: float = Field(0.5, ge=0, le=1)
 
     # Composition (extractive, no language model).
     min_sentence_score: float = Field(
