@@ -57,11 +57,12 @@ SHORTHAND = {
     "yr": "year", "mo": "months", "wks": "weeks", "f/u": "follow-up", "s/p": "after",
     "w/": "with", "w/o": "without", "1L": "first-line", "2L": "second-line",
     "3L": "third-line", "rx": "treatment", "Rx": "treatment", "recs": "recommendations",
-    "newly dx": "newly diagnosed", "newly dx'd": "newly diagnosed",
+    "newly dx": "newly diagnosed", "newly dx'd": "newly diagnosed", "pred": "prednisone",
+    "peds": "pediatric", "kids": "children",
 }
 _SHORTHAND = re.compile(
-    r"(?<![\w/])(" + "|".join(re.escape(k) for k in sorted(SHORTHAND, key=len, reverse=True))
-    + r")(?![\w/])")
+    r"(?<![\w\-])(" + "|".join(re.escape(k) for k in sorted(SHORTHAND, key=len, reverse=True))
+    + r")(?![\w\-])")
 
 
 def spell_shorthand(text: str) -> str:

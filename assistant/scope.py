@@ -4,17 +4,19 @@ A cosine bar alone always passes on a large corpus: "carprofen for a cat with
 osteosarcoma" finds osteosarcoma passages close enough. So the question's own words are
 looked for in the evidence it found (the best passages of each kind, with their document
 titles and sections), each weighted by its rarity in the corpus: "osteosarcoma" and
-"carprofen" count for much, "dose" for little, and a word the corpus never uses for most.
-The question is out of scope when
+"carprofen" count for much, "dose" for little. The question is out of scope when
 
-- it asks about another species (a veterinary question: the corpus is about people), or
+- it asks about another species (a veterinary question: the corpus is about people);
+- it asks for an administrative task (billing and procedure codes, salaries);
+- it names something the corpus never mentions (a word no passage holds: a new drug, a
+  brand, a place; abbreviations aside, which the corpus may write out), or
 - the weighted share of its words found in the evidence is below ``min_coverage``
   (Settings.scope_min_coverage, calibrated by scripts/fit_scope.py on questions written
   for calibration, never on the gold sets that evaluate it).
 
-Either way the words it could not find are named ("The indexed evidence does not mention
-carprofen or cat."). An answered question whose rare words are partly missing from the
-evidence says which ("not found in the evidence: pregnancy").
+The words it could not find are named ("The indexed evidence does not mention
+carprofen."). An answered question whose rare words are partly missing from the evidence
+says which ("Not found in the evidence quoted here: pregnancy.").
 """
 
 from __future__ import annotations
@@ -35,10 +37,25 @@ NAMED_MISSING_SHARE = 0.002
 
 _SPECIES = re.compile(
     r"\b(dogs?|puppy|puppies|canine|cats?|kittens?|feline|horses?|equine|foals?|ponies|pony|"
-    r"cattle|cows?|sheep|goats?|ferrets?|parrots?|veterinar\w*|vet)\b", re.I)
+    r"cattle|cows?|sheep|goats?|ferrets?|parrots?|beagles?|collies?|greyhounds?|labradors?|"
+    r"retrievers?|poodles?|terriers?|veterinar\w*|vet)\b", re.I)
 # Not a veterinary question: a CT ("CAT scan") or horse antithymocyte globulin.
 _NOT_SPECIES = re.compile(
-    r"\bCAT\b|\bcat[- ]scan|\b(horse|equine)[- ](ATG|anti-?thymocyte|serum|antiserum)", re.I)
+    r"\b(?-i:CAT)\b|\bcat[- ]scan|\b(horse|equine)[- ](ATG|anti-?thymocyte|serum|antiserum)",
+    re.I)
+_ADMINISTRATIVE = re.compile(
+    r"\b(ICD-?\d*(-CM)?|CPT|HCPCS|J-?codes?|billing|bill|billed|RVUs?|salary|salaries|"
+    r"coinsurance|co-?pay\w*|prior authori[sz]ation)\b", re.I)
+# An abbreviation or code the corpus need not hold as typed ("TLRs", "NRG1", "G7").
+_ABBREVIATION = re.compile(r"^[A-Z0-9][A-Z0-9\-]*s?$")
+# Words that frame a question and say nothing about its subject.
+_FRAMING = {
+    "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "is", "are", "was",
+    "were", "do", "does", "did", "can", "could", "should", "would", "will", "may", "might",
+    "list", "describe", "name", "please", "explain", "tell", "give", "roughly", "i", "we",
+    "you", "my", "our", "me", "she", "he", "her", "his", "it", "its", "they", "them", "their",
+    "there", "this", "that", "these", "those", "get", "any", "also", "still", "now", "yes",
+}
 _NUMBER = re.compile(r"^\d+([.,]\d+)?$")
 # A person named in the question is not what it asks about.
 _NAMED_PERSON = re.compile(r"\b(Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+[A-Z][\w'\-]*")
@@ -48,23 +65,28 @@ _NAMED_PERSON = re.compile(r"\b(Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+[A-Z][\w'\-]*")
 class Scope:
     in_scope: bool
     coverage: float  # weighted share of the question's words found in the evidence
+    # Why it is out of scope: "species", "administrative", "unknown" (a word the corpus
+    # never uses), "coverage", "no evidence"; None when in scope.
+    reason: str | None = None
     missing: list[str] = field(default_factory=list)  # its rare words not found, as typed
     species: str | None = None  # a non-human species the question asks about
+    # Each word as typed, its share of the corpus's passages (its rarest stem), and whether
+    # the evidence holds it.
+    terms: list[tuple[str, float, bool]] = field(default_factory=list)
 
     def note(self) -> str | None:
         """What the answer says about what it could not find."""
-        if self.species:
+        if self.reason == "species":
             return (f"The indexed evidence is about people; it does not address "
-                    f"{self.species} care{self._mention()}.")
+                    f"{self.species} care.")
+        if self.reason == "administrative":
+            return ("The indexed evidence is clinical; it does not address billing, coding "
+                    "or other administrative questions.")
         if not self.missing:
             return None
         if not self.in_scope:
             return f"The indexed evidence does not mention {_or(self.missing)}."
         return f"Not found in the evidence quoted here: {_or(self.missing)}."
-
-    def _mention(self) -> str:
-        others = [w for w in self.missing if w.lower() != (self.species or "").lower()]
-        return f", and does not mention {_or(others)}" if others else ""
 
 
 def _or(words: Sequence[str]) -> str:
@@ -94,26 +116,38 @@ class ScopeJudge:
                 passage = hit.passage
                 title = documents[passage.doc_id].title if passage.doc_id in documents else ""
                 evidence.update(self.stem(embedded_text(title, passage.section, passage.text)))
+        terms = [(typed, min(self.share.get(s, 0.0) for s in stems),
+                  any(s in evidence for s in stems)) for typed, stems in words]
         total = sum(self.weight(s) for _, stems in words for s in stems) or 1.0
         found = sum(self.weight(s) for _, stems in words for s in stems if s in evidence)
         coverage = found / total if evidence else 0.0
-        missing = [typed for typed, stems in words
-                   if stems and not any(s in evidence for s in stems)
-                   and min(self.share.get(s, 0.0) for s in stems) < NAMED_MISSING_SHARE]
-        in_scope = bool(evidence) and coverage >= self.min_coverage and not species
-        if species and species.group(0).lower() not in map(str.lower, missing):
-            missing.insert(0, species.group(0))
-        return Scope(in_scope, coverage, missing, species.group(0) if species else None)
+        missing = [typed for typed, share, held in terms
+                   if not held and share < NAMED_MISSING_SHARE]
+        unknown = [typed for typed, share, _ in terms
+                   if share == 0 and not _ABBREVIATION.match(typed)]
+        reason = ("species" if species else
+                  "administrative" if _ADMINISTRATIVE.search(question) else
+                  "no evidence" if not evidence else
+                  "unknown" if unknown else
+                  "coverage" if coverage < self.min_coverage else None)
+        if reason == "unknown":
+            missing = unknown + [w for w in missing if w not in unknown]
+        return Scope(reason is None, coverage, reason, missing,
+                     species.group(0) if species else None, terms)
 
 
 def _typed_words(text: str, stem: Callable[[str], list[str]]) -> list[tuple[str, list[str]]]:
-    """Each word of a text as typed, with its stems (none for stopwords and numbers)."""
-    typed = re.findall(r"[A-Za-z0-9][\w\-+/]*", _NAMED_PERSON.sub(" ", unspelled(text)))
+    """Each content word of a text as typed, with its stems; "vinblastine/pred" is two."""
+    text = _NAMED_PERSON.sub(" ", unspelled(text))
+    typed = re.findall(r"[A-Za-z0-9][\w\-+]*", text.replace("/", " "))
     seen: set[str] = set()
     words = []
     for word in typed:
-        if _NUMBER.match(word) or word.lower() in seen:
+        word = word.rstrip("-+")
+        if _NUMBER.match(word) or word.lower() in _FRAMING or word.lower() in seen:
             continue
         seen.add(word.lower())
-        words.append((word, stem(word)))
+        stems = stem(word)
+        if stems:
+            words.append((word, stems))
     return words
