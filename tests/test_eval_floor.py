@@ -97,9 +97,11 @@ PDQ_SUBSET = (
 def pdq_slice(items):
     """The gold turns answerable from PDQ_SUBSET (with every earlier turn of their
     conversation also in it), and the out-of-scope turns."""
-    inside = {i.question: (not i.gold_doc_ids and i.expect_abstain)
+    # A turn is known by its conversation so far: "what if she is pregnant?" is asked twice.
+    inside = {(tuple(i.history), i.question): (not i.gold_doc_ids and i.expect_abstain)
               or (bool(i.gold_doc_ids) and set(i.gold_doc_ids) <= set(PDQ_SUBSET)) for i in items}
-    return [i for i in items if inside[i.question] and all(inside.get(q) for q in i.history)]
+    return [i for i in items if inside[(tuple(i.history), i.question)]
+            and all(inside.get((tuple(i.history[:n]), q)) for n, q in enumerate(i.history))]
 
 
 @pytest.mark.skipif(not PDQ.exists(), reason=f"{PDQ} is absent: real-document slice not run")
