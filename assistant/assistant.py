@@ -125,8 +125,14 @@ class Assistant:
         # (categories.py), so it reads further down the ranking to find them.
         depth = self.settings.top_k * CATEGORY_DEPTH if named_in(standalone.text) else None
         vector, found = self.retriever.retrieve(standalone, depth)
-        # Out of scope: the evidence found does not hold what the question asks about.
+        # Out of scope: the evidence found does not hold what the question asks about. A
+        # follow-up is in scope when its own words or the whole query (with the
+        # conversation's topic) are in the evidence: "which toxicities should I watch
+        # for?" is generic alone, and a new population may be missing from the topic.
         scope = self.scope.judge(standalone.text, found, self.index.documents)
+        if standalone.focus and not scope.in_scope:
+            scope = max(scope, self.scope.judge(standalone.focus, found, self.index.documents),
+                        key=lambda s: (s.in_scope, s.coverage))
         if not scope.in_scope:
             found = {kind: [] for kind in found}
         timings["retrieve"] = time.perf_counter() - started - timings["condense"]

@@ -9,7 +9,8 @@ titles and sections), each weighted by its rarity in the corpus: "osteosarcoma" 
 - it asks about another species (a veterinary question: the corpus is about people);
 - it asks for an administrative task (billing and procedure codes, salaries);
 - it names something the corpus never mentions (a word no passage holds: a new drug, a
-  brand, a place; abbreviations aside, which the corpus may write out), or
+  brand, a place; not an abbreviation or code, which the corpus may write out, and not a
+  clipping of a word it holds: "pembro", "brachy", "adenoCA"), or
 - the weighted share of its words found in the evidence is below ``min_coverage``
   (Settings.scope_min_coverage, calibrated by scripts/fit_scope.py on questions written
   for calibration, never on the gold sets that evaluate it).
@@ -21,6 +22,7 @@ says which ("Not found in the evidence quoted here: pregnancy.").
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +59,10 @@ _FRAMING = {
     "there", "this", "that", "these", "those", "get", "any", "also", "still", "now", "yes",
 }
 _NUMBER = re.compile(r"^\d+([.,]\d+)?$")
+# Stems that name one population ("child" and "children" stem apart).
+_SAME_POPULATION = {"children": "child", "childhood": "child", "pediatr": "child",
+                    "paediatr": "child", "kid": "child", "women": "woman", "men": "man",
+                    "infant": "infant", "newborn": "infant", "neonat": "infant"}
 # A person named in the question is not what it asks about.
 _NAMED_PERSON = re.compile(r"\b(Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+[A-Z][\w'\-]*")
 
@@ -89,6 +95,11 @@ class Scope:
         return f"Not found in the evidence quoted here: {_or(self.missing)}."
 
 
+def _coded(typed: str) -> bool:
+    """An abbreviation, code or word with digits ("TLRs", "NRG1", "q3wk", "MgSO4")."""
+    return bool(_ABBREVIATION.match(typed) or re.search(r"\d", typed))
+
+
 def _or(words: Sequence[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
@@ -99,8 +110,19 @@ class ScopeJudge:
 
     def __init__(self, stem: Callable[[str], list[str]], share: Mapping[str, float],
                  passages: int, min_coverage: float):
-        self.stem, self.share, self.min_coverage = stem, share, min_coverage
+        self.stem = lambda text: [_SAME_POPULATION.get(w, w) for w in stem(text)]
+        self.share, self.min_coverage = share, min_coverage
         self.unknown_weight = math.log(max(passages, 2))
+        self.vocabulary = sorted(share)
+
+    def never_used(self, typed: str, share: float) -> bool:
+        """A word the corpus never uses, nor any word it begins ("pembro" begins
+        "pembrolizumab"); abbreviations, codes and words with digits aside."""
+        word = typed.lower()
+        if share > 0 or len(word) < 4 or _coded(typed):
+            return False
+        at = bisect.bisect_left(self.vocabulary, word)
+        return not (at < len(self.vocabulary) and self.vocabulary[at].startswith(word))
 
     def weight(self, stem: str) -> float:
         share = self.share.get(stem, 0.0)
@@ -118,13 +140,17 @@ class ScopeJudge:
                 evidence.update(self.stem(embedded_text(title, passage.section, passage.text)))
         terms = [(typed, min(self.share.get(s, 0.0) for s in stems),
                   any(s in evidence for s in stems)) for typed, stems in words]
-        total = sum(self.weight(s) for _, stems in words for s in stems) or 1.0
-        found = sum(self.weight(s) for _, stems in words for s in stems if s in evidence)
+        # An abbreviation or code that the evidence does not hold as typed is left out:
+        # the passages may write it out ("ESA", "PRBC" in a vignette), so its absence says
+        # little (calibration: 0.943 of out-of-scope questions declined against 0.914).
+        counted = [(typed, stems) for typed, stems in words
+                   if not _coded(typed) or any(s in evidence for s in stems)]
+        total = sum(self.weight(s) for _, stems in counted for s in stems) or 1.0
+        found = sum(self.weight(s) for _, stems in counted for s in stems if s in evidence)
         coverage = found / total if evidence else 0.0
         missing = [typed for typed, share, held in terms
                    if not held and share < NAMED_MISSING_SHARE]
-        unknown = [typed for typed, share, _ in terms
-                   if share == 0 and not _ABBREVIATION.match(typed)]
+        unknown = [typed for typed, share, _ in terms if self.never_used(typed, share)]
         reason = ("species" if species else
                   "administrative" if _ADMINISTRATIVE.search(question) else
                   "no evidence" if not evidence else

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 MIN_ANSWERED = 0.98
 YEARS = ("Task7B", "Task8B", "Task9B", "Task10B")
-THRESHOLDS = [round(0.05 * i, 2) for i in range(0, 20)]
+THRESHOLDS = [round(0.01 * i, 2) for i in range(0, 100)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = [t for t in table if t["in_scope_answered"] >= MIN_ANSWERED]
     chosen = max(ok, key=lambda t: t["min_coverage"]) if ok else table[0]
     for t in table:
+        if t is not chosen and round(t["min_coverage"] * 100) % 5:
+            continue
         mark = "  <- chosen" if t is chosen else ""
         print(f"min_coverage {t['min_coverage']:.2f}: in-scope answered "
               f"{t['in_scope_answered']:.3f}, out-of-scope declined "

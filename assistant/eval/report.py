@@ -70,6 +70,8 @@ DEFINITIONS = {
     "abstention": "Out of scope: share of questions marked expect_abstain that the assistant "
                   "answered with 'the indexed evidence does not address this'. In scope: share "
                   "of the other questions on which it abstained (lower is better).",
+    "answers citing a gold document": "Share of in-scope questions with gold documents whose "
+                                      "answer cites at least one of them (references).",
     "latency": "Wall time of Assistant.ask for the question (condense, retrieve, compose), "
                "from the answer's timings; p50 and p95 over questions, in ms. Earlier turns of "
                "a conversation are not included.",
@@ -138,7 +140,9 @@ def by_type(result: EvalResult) -> dict[str, dict[str, dict[str, float]]]:
         for method in result.methods:
             scores = [r["scores"].get(method, {}) for r in records]
             types[t][method] = {k: m.mean([s[k] for s in scores if k in s])
-                                for k in ("recall@10", "rougeL_f1")}
+                                for k in ("recall@10", "rougeL_f1", "must_mention", "gold_cited")}
+        types[t]["questions"]["abstained"] = m.mean(
+            [float(bool(r.get("abstained"))) for r in records if "answer" in r])
     return types
 
 
@@ -188,16 +192,21 @@ def render_markdown(result: EvalResult, data: dict[str, Any]) -> str:
         f"| well-formed quoted sentences | {_fmt(s['well_formed'])} |",
         f"| follow-ups: sentences repeated from earlier turns | {_fmt(s['repeated_in_follow_ups'])} |",
         f"| follow-ups: must-mention recall | {_fmt(s['must_mention_follow_up'])} |",
+        f"| answers citing a gold document (all / follow-ups) | {_fmt(s.get('gold_cited'))} / "
+        f"{_fmt(s.get('gold_cited_follow_up'))} |",
         f"| questions with errors | {s['errors']} |", ""]
     lines += [f"- {note}" for note in result.notes] + ([""] if result.notes else [])
     lines += ["Plots: `recall_at_k.png`, `latency.png`, `per_type.png`.", ""]
     lines += ["## Per question type", "",
-              "| type | n | " + " | ".join(f"{mm} R@10 | {mm} ROUGE-L" for mm in result.methods) + " |",
-              "|---|---|" + "---|---|" * len(result.methods)]
+              "| type | n | abstained | assistant must-mention | assistant cites gold | "
+              + " | ".join(f"{mm} R@10 | {mm} ROUGE-L" for mm in result.methods) + " |",
+              "|---|---|---|---|---|" + "---|---|" * len(result.methods)]
     for t, row in data["by_type"].items():
         cells = " | ".join(f"{_fmt(row[mm]['recall@10'])} | {_fmt(row[mm]['rougeL_f1'])}"
                            for mm in result.methods)
-        lines.append(f"| {t} | {row['questions']['n']} | {cells} |")
+        own = row[ASSISTANT]
+        lines.append(f"| {t} | {row['questions']['n']} | {_fmt(row['questions']['abstained'])} | "
+                     f"{_fmt(own['must_mention'])} | {_fmt(own['gold_cited'])} | {cells} |")
     lines += ["", "## Definitions", ""]
     lines += [f"- **{name}**: {text}" for name, text in DEFINITIONS.items()]
     lines += ["", "## Worst questions", "", "### Lowest recall@10 (assistant)", ""]

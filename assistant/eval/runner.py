@@ -185,6 +185,9 @@ class Runner:
         })
         record["scores"][ASSISTANT] = {**retrieval_scores(ranking, gold),
                                        **answer_scores(text, item)}
+        if gold and not item.expect_abstain:  # the answer cites a gold document
+            record["scores"][ASSISTANT]["gold_cited"] = float(
+                any(r.doc_id in gold for r in answer.references))
         passages = [h.passage.text for h in hits]
         for name, baseline in zip(ANSWER_BASELINES, (" ".join(passages[:1]),
                                                      m.first_sentences(passages, 3))):
@@ -203,7 +206,7 @@ class Runner:
 
 SCORE_KEYS = ("recall@5", "recall@10", "recall@20", "ndcg@10", "mrr@10",
               "rougeL_f1", "rouge2_f1", "token_f1", "exact_factoid", "exact_list",
-              "must_mention", "body_words")
+              "must_mention", "body_words", "gold_cited")
 
 
 def summarise(records: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, float]]:
@@ -218,6 +221,8 @@ def summarise(records: list[dict[str, Any]], methods: list[str]) -> dict[str, di
         follow_ups = [r["scores"].get(method, {}) for r in records if r["history"]]
         summary[method]["must_mention_follow_up"] = m.mean(
             [s["must_mention"] for s in follow_ups if "must_mention" in s])
+        summary[method]["gold_cited_follow_up"] = m.mean(
+            [s["gold_cited"] for s in follow_ups if "gold_cited" in s])
     answered = [r for r in records if "answer" in r]
     statements = sum(r["statements"] for r in answered)
     latencies = [r["latency_ms"] for r in answered if r["latency_ms"] is not None]
