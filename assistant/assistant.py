@@ -41,7 +41,9 @@ class Assistant:
         self.abbreviations = Abbreviations.mine(index.passages, index.vectors)
         self.composer = make_composer(self.embedder, settings, index)
         self.scope = ScopeJudge(lexical_words, self.retriever.passage_share,
-                                len(index.passages), settings.scope_min_coverage)
+                                len(index.passages), settings.scope_min_coverage,
+                                settings.scope_rarest_missing_coverage,
+                                self.embedder.whole_words())
 
     @classmethod
     def open(cls, index_path: str | Path | None = None,

@@ -51,7 +51,7 @@ SHORTHAND = {
     "tx": "treatment", "Tx": "treatment", "dx": "diagnosis", "Dx": "diagnosis",
     "hx": "history", "Hx": "history", "sx": "symptoms", "bx": "biopsy", "abx": "antibiotics",
     "ca": "cancer", "Ca": "cancer", "pt": "patient", "Pt": "patient", "pts": "patients",
-    "chemo": "chemotherapy", "chemoRT": "chemoradiotherapy", "chemort": "chemoradiotherapy",
+    "chemo": "chemotherapy", "chemoRT": "chemoradiation", "chemort": "chemoradiation",
     "mets": "metastases", "neurotox": "neurotoxicity", "tox": "toxicity", "vit": "vitamin",
     "dex": "dexamethasone", "adj": "adjuvant", "neoadj": "neoadjuvant", "yrs": "years",
     "yr": "year", "mo": "months", "wks": "weeks", "f/u": "follow-up", "s/p": "after",
@@ -74,11 +74,15 @@ def spell_shorthand(text: str) -> str:
 _AGE_SEX = re.compile(
     r"\b(\d{1,3})\s*(-?\s*(yo|y/o|y\.o\.|year-old|years? old|-year-old|yr-old)|"
     r"(-?\s*(mo|month)s?-old)|[MF])\b(\s+(man|woman|male|female|boy|girl))?", re.I)
+_NUMBER = r"\d[\d,]*(\.\d+)?(/\d+)?"  # 2.8, 1,100, 176/102
 _MEASUREMENT = re.compile(
     r"\b(?!(stage|grade|type|T|N|M|day|cycle|phase)\b)[A-Za-z][\w\-]*\s+[<>≤≥=~]?\s*"
-    r"\d+(\.\d+)?\s*(x\s*10\^?\d+/?\w*|%|[a-zA-Z/µ]+(/[a-zA-Z]+)?)?(?=[,;.]|\s|$)")
-_SIZE = re.compile(r"\b\d+(\.\d+)?\s*(cm|mm|g|kg|mg|ml|mL|%)(?!\w)")
-_CLAUSES = re.compile(r"\s*[,;]\s*|\s+\+\s+")
+    + _NUMBER + r"\s*(x\s*10\^?\d+/?\w*|%|[a-zA-Z/µ]+(/[a-zA-Z]+)?)?(?=[,;.]|\s|$)")
+# What is left of a measurement: a number with a unit, or a trend ("850 -> 1,100").
+_SIZE = re.compile(
+    r"(?<![\w\-(])([<>≤≥=~]\s*)?" + _NUMBER + r"\s*(cm|mm|g|kg|mg|ml|mL|L|%|x|h|d|wks?|mos?|"
+    r"yrs?|days?|weeks?|months?|years?)?(?![\w\-)])|\s*(->|→)\s*")
+_CLAUSES = re.compile(r"\s*[,;]\s*|\s+\+\s+|(?<=\w)\.\s+")
 _SENTENCES = re.compile(r"(?<=[.?!])\s+(?=[A-Z0-9\"'(])")
 
 
@@ -101,8 +105,9 @@ def reduce_vignette(question: str) -> str | None:
             clause = _AGE_SEX.sub("", clause)
         measured = _SIZE.sub("", _MEASUREMENT.sub("", clause))
         dropped = dropped or measured != clause
+        measured = " ".join(measured.split()).strip(" .:;-/")
         if content_words(measured):
-            kept.append(" ".join(measured.split()))
+            kept.append(re.sub(r"\s+([,.:;/])", r"\1", measured))
     if not dropped:
         return None
     details = ", ".join((["child"] if child else []) + kept)

@@ -85,6 +85,12 @@ class Embedder:
     def count_tokens(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
+    def whole_words(self) -> set[str]:
+        """The lower-case words that the embedder's tokenizer holds whole: general
+        English ("happen", "hotels"), as opposed to names it must split ("zongertinib")."""
+        vocabulary = self.model.tokenizer.get_vocab()
+        return {w for w in vocabulary if w.isalpha() and w.islower()}
+
     def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)

@@ -8,12 +8,18 @@ titles and sections), each weighted by its rarity in the corpus: "osteosarcoma" 
 
 - it asks about another species (a veterinary question: the corpus is about people);
 - it asks for an administrative task (billing and procedure codes, salaries);
-- it names something the corpus never mentions (a word no passage holds: a new drug, a
-  brand, a place; not an abbreviation or code, which the corpus may write out, and not a
-  clipping of a word it holds: "pembro", "brachy", "adenoCA"), or
-- the weighted share of its words found in the evidence is below ``min_coverage``
-  (Settings.scope_min_coverage, calibrated by scripts/fit_scope.py on questions written
-  for calibration, never on the gold sets that evaluate it).
+- it names something the corpus never mentions: a name no passage holds (a new drug, a
+  brand, a place); not an everyday word (one the embedder's tokenizer holds whole:
+  "happen"), not an abbreviation or code, which the corpus may write out, and not a
+  clipping of a word it holds ("pembro", "brachy", "adenoCA"). In a corpus too small to
+  hold everyday words (fewer than LARGE_CORPUS passages, e.g. eight summaries), an
+  everyday word it lacks ("cheek") says nothing about the question and is left out; or
+- the weighted share of its words found in the evidence is below ``min_coverage``, or
+  below ``rarest_missing_coverage`` when its rarest word (one in fewer than RARE_SHARE of
+  the passages: "colchicine" in "colchicine dosing for an acute gout flare?") is not in
+  the evidence (Settings.scope_min_coverage and scope_rarest_missing_coverage, calibrated
+  by scripts/fit_scope.py on questions written for calibration, never on the gold sets
+  that evaluate it).
 
 The words it could not find are named ("The indexed evidence does not mention
 carprofen."). An answered question whose rare words are partly missing from the evidence
@@ -32,10 +38,12 @@ from assistant.abbreviations import unspelled
 from assistant.chunking import embedded_text
 from assistant.types import Document, ScoredPassage
 
+LARGE_CORPUS = 5_000  # passages from which a missing everyday word says something
 EVIDENCE_PASSAGES = 5  # best passages of each kind that the question's words are sought in
 # A word this rare in the corpus (share of passages), missing from the evidence, is named
 # as not found even when the question is answered.
 NAMED_MISSING_SHARE = 0.002
+RARE_SHARE = 0.001
 
 _SPECIES = re.compile(
     r"\b(dogs?|puppy|puppies|canine|cats?|kittens?|feline|horses?|equine|foals?|ponies|pony|"
@@ -62,7 +70,8 @@ _NUMBER = re.compile(r"^\d+([.,]\d+)?$")
 # Stems that name one population ("child" and "children" stem apart).
 _SAME_POPULATION = {"children": "child", "childhood": "child", "pediatr": "child",
                     "paediatr": "child", "kid": "child", "women": "woman", "men": "man",
-                    "infant": "infant", "newborn": "infant", "neonat": "infant"}
+                    "infant": "infant", "newborn": "infant", "neonat": "infant",
+                    "pregnant": "pregnanc"}
 # A person named in the question is not what it asks about.
 _NAMED_PERSON = re.compile(r"\b(Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+[A-Z][\w'\-]*")
 
@@ -109,17 +118,22 @@ class ScopeJudge:
     words that BM25 indexed; ``share`` is the share of passages holding each stem."""
 
     def __init__(self, stem: Callable[[str], list[str]], share: Mapping[str, float],
-                 passages: int, min_coverage: float):
+                 passages: int, min_coverage: float, rarest_missing_coverage: float = 0.0,
+                 everyday_words: set[str] = frozenset()):
         self.stem = lambda text: [_SAME_POPULATION.get(w, w) for w in stem(text)]
         self.share, self.min_coverage = share, min_coverage
+        self.rarest_missing_coverage = rarest_missing_coverage
         self.unknown_weight = math.log(max(passages, 2))
         self.vocabulary = sorted(share)
+        # Everyday words: never a name the corpus lacks; in a small corpus, left out.
+        self.everyday = set(everyday_words)
+        self.uninformative = set() if passages >= LARGE_CORPUS else self.everyday
 
     def never_used(self, typed: str, share: float) -> bool:
         """A word the corpus never uses, nor any word it begins ("pembro" begins
         "pembrolizumab"); abbreviations, codes and words with digits aside."""
         word = typed.lower()
-        if share > 0 or len(word) < 4 or _coded(typed):
+        if share > 0 or len(word) < 4 or _coded(typed) or word in self.everyday:
             return False
         at = bisect.bisect_left(self.vocabulary, word)
         return not (at < len(self.vocabulary) and self.vocabulary[at].startswith(word))
@@ -131,7 +145,9 @@ class ScopeJudge:
     def judge(self, question: str, hits: Mapping[str, Sequence[ScoredPassage]],
               documents: Mapping[str, Document]) -> Scope:
         species = None if _NOT_SPECIES.search(question) else _SPECIES.search(question)
-        words = _typed_words(question, self.stem)
+        words = [(typed, stems) for typed, stems in _typed_words(question, self.stem)
+                 if not (typed.lower() in self.uninformative
+                         and all(self.share.get(s, 0.0) == 0 for s in stems))]
         evidence: set[str] = set()
         for kind_hits in hits.values():
             for hit in list(kind_hits)[:EVIDENCE_PASSAGES]:
@@ -151,11 +167,16 @@ class ScopeJudge:
         missing = [typed for typed, share, held in terms
                    if not held and share < NAMED_MISSING_SHARE]
         unknown = [typed for typed, share, _ in terms if self.never_used(typed, share)]
+        named = [t for t in terms if not _coded(t[0])]
+        rarest = min(named, key=lambda t: t[1]) if named else None
+        rarest_missing = rarest is not None and not rarest[2] and rarest[1] < RARE_SHARE
         reason = ("species" if species else
                   "administrative" if _ADMINISTRATIVE.search(question) else
                   "no evidence" if not evidence else
                   "unknown" if unknown else
-                  "coverage" if coverage < self.min_coverage else None)
+                  "coverage" if coverage < self.min_coverage else
+                  "rarest missing" if rarest_missing
+                  and coverage < self.rarest_missing_coverage else None)
         if reason == "unknown":
             missing = unknown + [w for w in missing if w not in unknown]
         return Scope(reason is None, coverage, reason, missing,

@@ -16,6 +16,7 @@ threshold are printed and saved.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -28,6 +29,18 @@ sys.path.insert(0, str(ROOT))
 MIN_ANSWERED = 0.98
 YEARS = ("Task7B", "Task8B", "Task9B", "Task10B")
 THRESHOLDS = [round(0.01 * i, 2) for i in range(0, 100)]
+RAREST_BOUNDS = [round(0.1 * i, 1) for i in range(0, 11)]
+RARE_SHARES = [0.0005, 0.001, 0.002, 0.005]  # scope.RARE_SHARE is set from the chosen one
+
+
+def _rarest(scope) -> tuple[float, bool] | None:
+    """The question's rarest word (not a code): its share of passages, and whether the
+    evidence holds it (scope.py)."""
+    from assistant.scope import _coded
+
+    named = [t for t in scope.terms if not _coded(t[0])]
+    rarest = min(named, key=lambda t: t[1]) if named else None
+    return (rarest[1], rarest[2]) if rarest else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     random.Random(0).shuffle(items)
     questions += [(i.question, True, "bioasq") for i in items[:args.bioasq]]
 
-    assistant.scope.min_coverage = 0.0  # the other reasons only; coverage is swept below
+    judge = assistant.scope
+    judge.min_coverage = judge.rarest_missing_coverage = 0.0  # swept below
     rows = []
     for question, in_scope, kind in questions:
         query, _ = assistant.search_query(question, [])
@@ -62,25 +76,39 @@ def main(argv: list[str] | None = None) -> int:
         scope = assistant.scope.judge(query.text, found, assistant.index.documents)
         rows.append({"question": question, "in_scope": in_scope, "kind": kind,
                      "coverage": round(scope.coverage, 4), "reason": scope.reason,
-                     "missing": scope.missing, "terms": scope.terms})
+                     "missing": scope.missing, "terms": scope.terms,
+                     "rarest": _rarest(scope)})
 
-    def answered(row, threshold):
-        return row["reason"] is None and row["coverage"] >= threshold
+    def answered(row, threshold, rarest_bound, rare_share):
+        rarest = row["rarest"]
+        missing = rarest is not None and not rarest[1] and rarest[0] < rare_share
+        return (row["reason"] is None and row["coverage"] >= threshold
+                and not (missing and row["coverage"] < rarest_bound))
 
     table = []
-    for threshold in THRESHOLDS:
-        inside = [answered(r, threshold) for r in rows if r["in_scope"]]
-        outside = [not answered(r, threshold) for r in rows if not r["in_scope"]]
-        table.append({"min_coverage": threshold,
+    for threshold, bound, rare in itertools.product(THRESHOLDS, RAREST_BOUNDS, RARE_SHARES):
+        inside = [answered(r, threshold, bound, rare) for r in rows if r["in_scope"]]
+        outside = [not answered(r, threshold, bound, rare) for r in rows if not r["in_scope"]]
+        table.append({"min_coverage": threshold, "rarest_missing_coverage": bound,
+                      "rare_share": rare,
                       "in_scope_answered": round(sum(inside) / max(len(inside), 1), 4),
                       "out_of_scope_declined": round(sum(outside) / max(len(outside), 1), 4)})
-    ok = [t for t in table if t["in_scope_answered"] >= MIN_ANSWERED]
-    chosen = max(ok, key=lambda t: t["min_coverage"]) if ok else table[0]
+    # Most out-of-scope declined while answering MIN_ANSWERED of the in-scope; then the
+    # most in-scope answered; then the highest thresholds (the stricter of equals, for the
+    # out-of-scope questions that calibration did not foresee).
+    ok = [t for t in table if t["in_scope_answered"] >= MIN_ANSWERED] or table[:1]
+    chosen = max(ok, key=lambda t: (t["out_of_scope_declined"], t["in_scope_answered"],
+                                    t["min_coverage"], t["rarest_missing_coverage"],
+                                    t["rare_share"]))
     for t in table:
-        if t is not chosen and round(t["min_coverage"] * 100) % 5:
+        shown = (t["rarest_missing_coverage"] == chosen["rarest_missing_coverage"]
+                 and t["rare_share"] == chosen["rare_share"]
+                 and round(t["min_coverage"] * 100) % 5 == 0)
+        if t is not chosen and not shown:
             continue
         mark = "  <- chosen" if t is chosen else ""
-        print(f"min_coverage {t['min_coverage']:.2f}: in-scope answered "
+        print(f"min_coverage {t['min_coverage']:.2f}, rarest (share < {t['rare_share']}) "
+              f"missing {t['rarest_missing_coverage']:.2f}: in-scope answered "
               f"{t['in_scope_answered']:.3f}, out-of-scope declined "
               f"{t['out_of_scope_declined']:.3f}{mark}")
     print(f"{len(rows)} questions ({sum(r['in_scope'] for r in rows)} in scope), "
