@@ -154,15 +154,21 @@ class ScopeJudge:
                 passage = hit.passage
                 title = documents[passage.doc_id].title if passage.doc_id in documents else ""
                 evidence.update(self.stem(embedded_text(title, passage.section, passage.text)))
+
+        def held(stem: str) -> bool:  # a clipping ("pembro") is held by what it begins
+            return stem in evidence or (
+                len(stem) >= 4 and stem not in self.share
+                and any(word.startswith(stem) for word in evidence))
+
         terms = [(typed, min(self.share.get(s, 0.0) for s in stems),
-                  any(s in evidence for s in stems)) for typed, stems in words]
+                  any(map(held, stems))) for typed, stems in words]
         # An abbreviation or code that the evidence does not hold as typed is left out:
         # the passages may write it out ("ESA", "PRBC" in a vignette), so its absence says
         # little (calibration: 0.943 of out-of-scope questions declined against 0.914).
         counted = [(typed, stems) for typed, stems in words
-                   if not _coded(typed) or any(s in evidence for s in stems)]
+                   if not _coded(typed) or any(map(held, stems))]
         total = sum(self.weight(s) for _, stems in counted for s in stems) or 1.0
-        found = sum(self.weight(s) for _, stems in counted for s in stems if s in evidence)
+        found = sum(self.weight(s) for _, stems in counted for s in stems if held(s))
         coverage = found / total if evidence else 0.0
         missing = [typed for typed, share, held in terms
                    if not held and share < NAMED_MISSING_SHARE]

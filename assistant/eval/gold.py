@@ -50,6 +50,8 @@ class GoldItem(BaseModel):
     must_mention: list[str] = []
     # BioASQ factoid and list questions: the exact answer, as items each with synonyms.
     exact_answer: list[list[str]] = []
+    # A plain rewrite of a vignette names the vignette's id (both forms are reported).
+    rewrite_of: str = ""
 
     @field_validator("question")
     @classmethod
