@@ -29,9 +29,13 @@ BIOASQ_NDCG_AT_10_FLOOR = 0.90
 BIOASQ = SHARED_DATA / "bioasq_taskb_golden_mirage"
 # Real-document slice (eval/gold/pdq.jsonl over eight PDQ summaries): measured in
 # eval/README.md; the floors leave room for about two questions' worth of change.
-PDQ_MUST_MENTION_FLOOR = 0.42  # measured 0.468 (0.333 with the similarity-only scorer)
+PDQ_MUST_MENTION_FLOOR = 0.40  # measured 0.428 (0.333 with the similarity-only scorer)
 PDQ_REPEATED_CEILING = 0.10  # measured 0.0
-PDQ_MEDIAN_WORDS_CEILING = 120  # measured 81
+PDQ_MEDIAN_WORDS_CEILING = 120  # measured 82
+# Knowing when not to answer (assistant/scope.py) on the slice: 29 out-of-scope turns,
+# 37 in scope. Measured 0.966 declined and 0.919 answered (eval/README.md).
+PDQ_OUT_OF_SCOPE_DECLINED_FLOOR = 0.90
+PDQ_IN_SCOPE_ANSWERED_FLOOR = 0.86
 # BioASQ slice answers: measured ROUGE-2 0.341 (best passage 0.276), median body 55 words.
 BIOASQ_ROUGE2_FLOOR = 0.30
 
@@ -114,6 +118,9 @@ def test_real_document_slice(tmp_path):
               tmp_path / "pdq")
     print({k: s[k] for k in ("must_mention", "must_mention_follow_up", "body_words_median",
                              "repeated_in_follow_ups")})
+    print({k: s[k] for k in ("abstention_out_of_scope", "abstention_in_scope")})
+    assert s["abstention_out_of_scope"] >= PDQ_OUT_OF_SCOPE_DECLINED_FLOOR
+    assert 1 - s["abstention_in_scope"] >= PDQ_IN_SCOPE_ANSWERED_FLOOR
     assert s["must_mention"] >= PDQ_MUST_MENTION_FLOOR
     assert s["repeated_in_follow_ups"] <= PDQ_REPEATED_CEILING
     assert s["body_words_median"] <= PDQ_MEDIAN_WORDS_CEILING
