@@ -173,7 +173,8 @@ class ScopeJudge:
         missing = [typed for typed, share, held in terms
                    if not held and share < NAMED_MISSING_SHARE]
         unknown = [typed for typed, share, _ in terms if self.never_used(typed, share)]
-        named = [t for t in terms if not _coded(t[0])]
+        # The rarest word the corpus uses (one it never uses is the rule above's).
+        named = [t for t in terms if not _coded(t[0]) and t[1] > 0]
         rarest = min(named, key=lambda t: t[1]) if named else None
         rarest_missing = rarest is not None and not rarest[2] and rarest[1] < RARE_SHARE
         reason = ("species" if species else

@@ -38,7 +38,7 @@ def _rarest(scope) -> tuple[float, bool] | None:
     evidence holds it (scope.py)."""
     from assistant.scope import _coded
 
-    named = [t for t in scope.terms if not _coded(t[0])]
+    named = [t for t in scope.terms if not _coded(t[0]) and t[1] > 0]
     rarest = min(named, key=lambda t: t[1]) if named else None
     return (rarest[1], rarest[2]) if rarest else None
 
