@@ -1,6 +1,7 @@
 """The web chat page in a real headless Chromium (Debian's `chromium`, driven by
 Playwright) against a live server on loopback: ask the seed question, see both sections
-and the disclaimer, open a citation, ask a follow-up answered in context, start over."""
+and the disclaimer, open a citation, ask a follow-up answered in context, start over, see
+an out-of-scope question declined with what was not found."""
 
 from __future__ import annotations
 
@@ -79,6 +80,17 @@ def test_chat_page_answers_follow_ups_and_shows_citations(browser, live_server, 
     assert page.locator("#conversation > li.turn").count() == 2
 
     # Start over: a new conversation.
+    page.click("#new-conversation")
+    assert page.locator("#conversation > li").count() == 0
+
+    # Out of scope: the plain notice, and what was not found.
+    page.fill("#question", "What dose of cyclophosphamide is used for a dog with lymphoma?")
+    page.click("#ask")
+    declined = page.locator("#conversation > li.turn:not(.pending)").first
+    declined.wait_for()
+    assert declined.locator(".references li").count() == 0
+    assert "does not address this question" in declined.locator(".notice").first.inner_text()
+    assert "dog" in declined.locator(".note").inner_text()
     page.click("#new-conversation")
     assert page.locator("#conversation > li").count() == 0
     assert page.locator("#question-label").inner_text() == "Ask a clinical question"

@@ -103,6 +103,8 @@ function answerNode(turn) {
   }
   node.append(el("h3", {}, "References"),
     answer.references.length ? refs : el("p", { class: "notice" }, "No indexed passage was relevant enough to cite."));
+  // What the assistant could not find, or why it fell back (e.g. "does not mention X").
+  for (const note of answer.notes || []) node.append(el("p", { class: "note" }, note));
   node.append(el("div", { class: "disclaimer" },
     el("h3", {}, "Professional medical disclaimer"), el("p", {}, answer.disclaimer)));
   node.append(el("p", { class: "follow-up" }, answer.follow_up_prompt));
