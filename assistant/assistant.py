@@ -107,9 +107,12 @@ class Assistant:
         members = " ".join(c.search_terms for c in named_in(standalone.text))
         if members:
             lexical = f"{standalone.text} {members}"
+        # A follow-up leans towards what the previous answer cited.
+        cited = frozenset(turns[-1].cited) if turns and standalone.focus else frozenset()
         return SearchQuery(
             expanded, standalone.focus and reading.spell_out(standalone.focus),
-            lexical=lexical, other_sense_docs=reading.other_sense_docs), note
+            lexical=lexical, other_sense_docs=reading.other_sense_docs,
+            cited_docs=cited), note
 
     def stands_alone(self, text: str) -> bool:
         """Whether a follow-up's own words find evidence by themselves (condense.py)."""
@@ -171,7 +174,8 @@ def limit_threads(threads: int | None) -> None:
 def as_turns(history: Sequence[Turn | Answer]) -> list[Turn]:
     return [t if isinstance(t, Turn) else Turn(
                 question=t.question, standalone_query=t.standalone_query,
-                shown=[s.text for s in t.statements()])
+                shown=[s.text for s in t.statements()],
+                cited=[r.doc_id for r in t.references])
             for t in history]
 
 

@@ -146,6 +146,9 @@ class SearchQuery:
     focus: str | None = None
     lexical: str | None = None
     other_sense_docs: frozenset[str] = frozenset()
+    # Documents the previous answer cited: a follow-up's passages from them rank a little
+    # higher (Settings.cited_prior), a prior and not a cage.
+    cited_docs: frozenset[str] = frozenset()
 
 
 def condense(question: str, history: Sequence[Turn],

@@ -198,7 +198,8 @@ class Retriever:
         cosine = dict(zip(rows, map(float, self.index.vectors[rows] @ vector))) if rows else {}
         dense.sort(key=lambda r: (cosine[r], r), reverse=True)
         return Candidates(vector=vector, dense=dense, lexical=[r for _, r in lexical],
-                          cosine=cosine, bm25=bm25, follow_up=bool(query.focus))
+                          cosine=cosine, bm25=bm25, follow_up=bool(query.focus),
+                          cited_docs=query.cited_docs)
 
     def fuse(self, found: Candidates, top_k: int, settings: Settings | None = None
              ) -> dict[Kind, list[ScoredPassage]]:
@@ -227,6 +228,9 @@ class Retriever:
             moved = found.vector + s.feedback_weight * self.index.vectors[rows[int(np.argmax(fused))]]
             moved = moved / np.linalg.norm(moved)
             fused = s.dense_weight * (self.index.vectors[rows] @ moved) + (1 - s.dense_weight) * lexical
+        if found.cited_docs and s.cited_prior:  # a follow-up leans towards what was cited
+            fused = fused + s.cited_prior * np.array(
+                [self.index.passages[r].doc_id in found.cited_docs for r in rows])
         for i in sorted(range(len(rows)), key=lambda i: (-fused[i], rows[i])):
             passage = self.index.passages[rows[i]]
             kept, cosine_i = hits[passage.kind], found.cosine[rows[i]]
@@ -271,3 +275,4 @@ class Candidates:
     cosine: dict[int, float]  # every candidate's cosine with the query
     bm25: dict[int, float]  # every candidate's BM25 score (0: none of the query's words)
     follow_up: bool = False  # the query is a follow-up read with its conversation
+    cited_docs: frozenset[str] = frozenset()  # what the previous answer cited

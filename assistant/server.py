@@ -327,7 +327,7 @@ def _history(turns: list[StoredTurn]) -> list[Turn]:
                                                  ("research", "statements"))
                  for s in answer[section][part]]
         history.append(Turn(question=t.question, standalone_query=answer["standalone_query"],
-                            shown=shown))
+                            shown=shown, cited=[r["doc_id"] for r in answer["references"]]))
     return history
 
 

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # benchmark index); below it, it is read with the conversation's subject ("which
     # toxicities should I watch for?": 0.44). A design value from examples, not fitted.
     follow_up_stands_alone: float = Field(0.65, ge=-1, le=1)
+    # Added to the fused score of a follow-up's passages from documents the previous answer
+    # cited (the fused score is mostly cosine, ~0.4-0.8): a prior, not a cage. A design
+    # value, not fitted.
+    cited_prior: float = Field(0.05, ge=0)
     # Weight of a self-contained question's corpus-rare words in its vector. A design
     # value, not fitted: in a narrow corpus (the starter one) it is what finds "solid"
     # among CAR-T documents; on BioASQ 7B-10B 0.0 would gain 0.002 nDCG@10.

@@ -128,6 +128,8 @@ class Turn(BaseModel):
     # What the turn's answer showed (its quoted sentences, or the answer text): a
     # follow-up does not repeat it.
     shown: list[str] = []
+    # The documents its answer cited: a follow-up's search leans towards them (a prior).
+    cited: list[str] = []
 
 
 _CITATION = re.compile(r"\[(\d+(?:,\s*\d+)*)\]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from assistant.assistant import as_turns
 from assistant.condense import condense, conversation_topic, spell_shorthand
 from assistant.types import Turn
 from tests.test_answer import check_invariants
@@ -57,3 +58,23 @@ def test_vignette_is_searched_with_its_shorthand_written_out(starter_assistant):
     for answer in (vignette, plain):
         assert any("tisagenlecleucel" in p.text.lower()
                    for r in answer.references for p in r.passages)
+
+
+def test_follow_up_leans_towards_what_the_previous_answer_cited(starter_assistant):
+    first = starter_assistant.ask("What is the role of CAR T cells in B-cell acute "
+                                  "lymphoblastic leukaemia?")
+    cited = {r.doc_id for r in first.references}
+    query, _ = starter_assistant.search_query("And the toxicities?", as_turns([first]))
+    assert query.cited_docs == cited and query.focus
+    retriever = starter_assistant.retriever
+    found = retriever.candidates(query, depth=40)
+    with_prior = retriever.fuse(found, 8)
+    without = retriever.fuse(found, 8, starter_assistant.settings.with_overrides(cited_prior=0.0))
+
+    def share_cited(hits):
+        kept = [h for hs in hits.values() for h in hs]
+        return sum(h.passage.doc_id in cited for h in kept) / len(kept)
+
+    # A prior, not a cage: more of the cited documents, not only them.
+    assert share_cited(with_prior) >= share_cited(without)
+    assert share_cited(with_prior) < 1.0
