@@ -80,8 +80,8 @@ _NAMED_PERSON = re.compile(r"\b(Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+[A-Z][\w'\-]*")
 class Scope:
     in_scope: bool
     coverage: float  # weighted share of the question's words found in the evidence
-    # Why it is out of scope: "species", "administrative", "unknown" (a word the corpus
-    # never uses), "coverage", "no evidence"; None when in scope.
+    # Why it is out of scope: "species", "administrative", "no evidence", "unknown" (a
+    # name the corpus never uses), "coverage", "rarest missing"; None when in scope.
     reason: str | None = None
     missing: list[str] = field(default_factory=list)  # its rare words not found, as typed
     species: str | None = None  # a non-human species the question asks about
