@@ -151,9 +151,6 @@ class Abbreviations:
         return cls({short: sorted(by_long.values(), key=lambda s: -len(s.rows))
                     for short, by_long in found.items()}, vectors)
 
-    def most_frequent(self) -> dict[str, str]:
-        return {short: senses[0].long for short, senses in self.senses.items()}
-
     def __getitem__(self, short: str) -> str:
         return self.senses[short][0].long
 

@@ -156,8 +156,9 @@ class Assistant:
         answer.timings_ms = {k: round(v * 1000, 2) for k, v in timings.items()}
         if note:
             answer.notes.insert(0, note)
-        if scope.note():
-            answer.notes.append(scope.note())
+        scope_note = scope.note()
+        if scope_note:
+            answer.notes.append(scope_note)
         yield {"type": "answer", "answer": answer}
 
 

@@ -92,6 +92,7 @@ _FRAMING = re.compile(
     r"should|would)\s+)?((the|a|an)\s+)?((current\s+)?(role|use|value|place|efficacy|"
     r"evidence|benefit|purpose|indications?|mechanism)\s+(of|for)\s+)?((the|a|an)\s+)?", re.I)
 _QUALIFIER = re.compile(r"\s+\b(in|for|among|during|after|before|with|versus|vs|compared)\b\s+", re.I)
+MAX_TOPIC_WORDS = 12
 
 
 def head_of(query: str) -> str:
@@ -102,9 +103,6 @@ def head_of(query: str) -> str:
     head = _QUALIFIER.split(text, maxsplit=1)[0]
     words = head.split() if len(content_words(head)) >= 1 else text.split()
     return " ".join(words[:MAX_TOPIC_WORDS])
-
-
-MAX_TOPIC_WORDS = 12
 
 
 def subject_words(turn: Turn) -> list[str]:

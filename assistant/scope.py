@@ -104,6 +104,13 @@ class Scope:
         return f"Not found in the evidence quoted here: {_or(self.missing)}."
 
 
+def rarest(terms: Sequence[tuple[str, float, bool]]) -> tuple[str, float, bool] | None:
+    """The rarest word the corpus uses, codes aside (a word it never uses is the unknown-
+    name rule's), as (word, share, held by the evidence)."""
+    named = [t for t in terms if not _coded(t[0]) and t[1] > 0]
+    return min(named, key=lambda t: t[1]) if named else None
+
+
 def _coded(typed: str) -> bool:
     """An abbreviation, code or word with digits ("TLRs", "NRG1", "q3wk", "MgSO4")."""
     return bool(_ABBREVIATION.match(typed) or re.search(r"\d", typed))
@@ -173,10 +180,8 @@ class ScopeJudge:
         missing = [typed for typed, share, held in terms
                    if not held and share < NAMED_MISSING_SHARE]
         unknown = [typed for typed, share, _ in terms if self.never_used(typed, share)]
-        # The rarest word the corpus uses (one it never uses is the rule above's).
-        named = [t for t in terms if not _coded(t[0]) and t[1] > 0]
-        rarest = min(named, key=lambda t: t[1]) if named else None
-        rarest_missing = rarest is not None and not rarest[2] and rarest[1] < RARE_SHARE
+        rare = rarest(terms)
+        rarest_missing = rare is not None and not rare[2] and rare[1] < RARE_SHARE
         reason = ("species" if species else
                   "administrative" if _ADMINISTRATIVE.search(question) else
                   "no evidence" if not evidence else

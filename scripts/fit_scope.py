@@ -34,13 +34,12 @@ RARE_SHARES = [0.0005, 0.001, 0.002, 0.005]  # scope.RARE_SHARE is set from the 
 
 
 def _rarest(scope) -> tuple[float, bool] | None:
-    """The question's rarest word (not a code): its share of passages, and whether the
-    evidence holds it (scope.py)."""
-    from assistant.scope import _coded
+    """The question's rarest word: its share of passages, and whether the evidence holds
+    it (scope.rarest)."""
+    from assistant.scope import rarest
 
-    named = [t for t in scope.terms if not _coded(t[0]) and t[1] > 0]
-    rarest = min(named, key=lambda t: t[1]) if named else None
-    return (rarest[1], rarest[2]) if rarest else None
+    found = rarest(scope.terms)
+    return (found[1], found[2]) if found else None
 
 
 def main(argv: list[str] | None = None) -> int:
