@@ -177,8 +177,10 @@ class ScopeJudge:
         total = sum(self.weight(s) for _, stems in counted for s in stems) or 1.0
         found = sum(self.weight(s) for _, stems in counted for s in stems if held(s))
         coverage = found / total if evidence else 0.0
+        # Named as missing: rare words, not codes ("58F", "SLNB": the evidence may write
+        # them out, as it does "sentinel lymph node biopsy").
         missing = [typed for typed, share, held in terms
-                   if not held and share < NAMED_MISSING_SHARE]
+                   if not held and share < NAMED_MISSING_SHARE and not _coded(typed)]
         unknown = [typed for typed, share, _ in terms if self.never_used(typed, share)]
         rare = rarest(terms)
         rarest_missing = rare is not None and not rare[2] and rare[1] < RARE_SHARE
