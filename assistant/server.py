@@ -13,11 +13,13 @@ Routes (documented by the app's own OpenAPI at /docs):
     DELETE /v1/conversations/{id}                delete it
     POST   /v1/chat/completions, GET /v1/models  OpenAI-compatible
     GET    /healthz, /readyz, /                  liveness, readiness, web page
-Asking with ``"stream": true`` answers with Server-Sent Events instead of JSON.
+Asking with ``"stream": true`` answers with Server-Sent Events instead of JSON. A turn
+sent with an ``Idempotency-Key`` header is stored once however often it is retried.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -33,21 +35,26 @@ from datetime import datetime, timezone
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.exceptions import HTTPException
 
 from assistant import __version__
 from assistant.assistant import Assistant, QuestionError
+from assistant.limits import MemoryRateLimiter, RateLimiter, SharedRateLimiter
 from assistant.settings import Settings
 from assistant.store import (
     ConversationFull,
     ConversationNotFound,
     ConversationStore,
+    IdempotencyKey,
+    IdempotencyKeyReused,
+    PostgresStore,
+    Replayed,
     StoredTurn,
     open_store,
 )
@@ -66,8 +73,20 @@ _CONTROL = {c: " " for c in [*range(0, 9), 11, 12, *range(14, 32), 127]}
 
 
 def _clean_text(text: str) -> str:
-    """Control characters (NUL among them, which PostgreSQL cannot store) become spaces."""
+    """Control characters (NUL among them, which PostgreSQL cannot store) become spaces.
+    Unpaired UTF-16 surrogates (JSON "\\ud800"), which are not Unicode text and which
+    neither the tokenizer nor the database can take, are refused."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"the text holds an unpaired UTF-16 surrogate (\\u{ord(text[exc.start]):04x} at "
+            f"character {exc.start}), which is not valid Unicode: send the text as UTF-8, "
+            "or escape characters outside the BMP as surrogate pairs") from None
     return text.translate(_CONTROL)
+
+
+Text = Annotated[str, AfterValidator(_clean_text)]
 
 
 Question = Annotated[
@@ -135,14 +154,14 @@ class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: str
-    text: Annotated[str, AfterValidator(_clean_text)] | None = None
+    text: Text | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Annotated[str, AfterValidator(_clean_text)] | list[ContentPart] | None = None
+    content: Text | list[ContentPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -150,15 +169,83 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: StrictBool = False
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "json_object", "json_schema"]
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    function: dict[str, Any] | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+
+
+def _number(low: float, high: float | None = None) -> Any:
+    return Field(None, ge=low, le=high, allow_inf_nan=False)
+
+
 class ChatCompletionRequest(BaseModel):
-    """OpenAI's request; sampling options (temperature, max_tokens, ...) are accepted
-    and ignored: answers are extractive."""
+    """OpenAI's request. Options are checked as OpenAI checks them. Sampling options
+    (temperature, top_p, penalties, seed, stop) do not change an extractive answer;
+    max_tokens does not cut it (a cut answer would lose its references and disclaimer).
+    What the assistant cannot do (n > 1, forced tool calls, JSON output, logprobs) is
+    refused with a 400 rather than silently done otherwise."""
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = MODEL_ID
+    model: StrictStr = MODEL_ID
     messages: list[ChatMessage] = Field(min_length=1)
     stream: StrictBool = False  # 0 or "yes" is a client error, not a guess
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=128)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = _number(0, 2)
+    top_p: float | None = _number(0, 1)
+    presence_penalty: float | None = _number(-2, 2)
+    frequency_penalty: float | None = _number(-2, 2)
+    seed: int | None = None
+    stop: StrictStr | list[StrictStr] | None = Field(None, max_length=4)
+    user: StrictStr | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+
+    def unsupported(self) -> tuple[str, str] | None:
+        """(parameter, message) for an option the assistant cannot honour, else None."""
+        if self.n not in (None, 1):
+            return "n", (f"n={self.n} is not supported: the assistant gives one answer per "
+                         "question (send n=1 or leave it out)")
+        if self.stream_options is not None and not self.stream:
+            return "stream_options", "stream_options is only allowed when stream is true"
+        if self.tool_choice == "required" or isinstance(self.tool_choice, NamedToolChoice):
+            return "tool_choice", ("the assistant cannot call tools: it answers with cited "
+                                   "evidence (leave tool_choice out, or send \"auto\" or "
+                                   "\"none\")")
+        if self.response_format is not None and self.response_format.type != "text":
+            return "response_format", (f"response_format {self.response_format.type!r} is not "
+                                       "supported: answers are Markdown text (use "
+                                       "/v1/conversations for the structured answer as JSON)")
+        if self.logprobs:
+            return "logprobs", ("logprobs are not available: answers are quoted from "
+                                "passages, not sampled")
+        return None
 
 
 class ChatCompletionMessage(BaseModel):
@@ -173,9 +260,30 @@ class ChatChoice(BaseModel):
 
 
 class Usage(BaseModel):
+    """Tokens counted as OpenAI counts them for its chat models (cl100k_base; 3 per
+    message and 3 to prime the reply), so that clients' budgets mean something."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+
+    @classmethod
+    def of(cls, messages: list["ChatMessage"], completion: str) -> "Usage":
+        prompt = 3 + sum(3 + _tokens(m.role) + _tokens(m.text()) for m in messages)
+        done = _tokens(completion)
+        return cls(prompt_tokens=prompt, completion_tokens=done, total_tokens=prompt + done)
+
+
+@functools.cache
+def _tokenizer():
+    # llama-index points tiktoken at the cl100k_base file it ships: no download.
+    from llama_index.core.utils import get_tokenizer
+
+    return get_tokenizer()
+
+
+def _tokens(text: str) -> int:
+    return len(_tokenizer()(text)) if text else 0
 
 
 class ChatCompletion(BaseModel):
@@ -204,6 +312,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 COMMON_ERRORS = _errors(400, 401, 413, 422, 429)
+REPLAYED = "Idempotent-Replayed"  # response header: this turn was stored by an earlier try
 
 def _sse_doc(description: str, events: list[str] | None = None) -> dict:
     """An OpenAPI 3.1 text/event-stream response: the schema describes each event."""
@@ -228,30 +337,6 @@ ERROR_TYPES = {
 
 # -- shared state: one Assistant and store per process ----------------------------------
 
-class RateLimiter:
-    """Token bucket per caller: `per_minute` requests, refilled continuously."""
-
-    def __init__(self, per_minute: int):
-        self.capacity, self.rate = float(per_minute), per_minute / 60.0
-        self.buckets: dict[str, tuple[float, float]] = {}
-        self.lock = threading.Lock()
-
-    def wait_s(self, key: str) -> float:
-        """0 when the request may go ahead, else seconds until it may."""
-        now = time.monotonic()
-        with self.lock:
-            if len(self.buckets) > 10_000:  # forget callers whose bucket is full again
-                self.buckets = {k: v for k, v in self.buckets.items()
-                                if v[0] + (now - v[1]) * self.rate < self.capacity}
-            tokens, last = self.buckets.get(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self.buckets[key] = (tokens - 1, now)
-                return 0.0
-            self.buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
-
-
 @dataclass
 class Service:
     settings: Settings
@@ -274,32 +359,46 @@ key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                           description="an API key (alternative to the bearer header)")
 
 
+def _too_many(message: str, wait: float) -> HTTPException:
+    seconds = math.ceil(wait)
+    return HTTPException(429, f"{message}: retry in {seconds} s",
+                         headers={"Retry-After": str(seconds)})
+
+
 def caller(request: Request, service: Annotated[Service, Depends(get_service)],
            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
            header_key: Annotated[str | None, Depends(key_header)]) -> str:
     """The owner of the request's conversations (a digest of its API key, or
-    "anonymous" when the service has no keys), after authentication and rate limiting."""
-    keys = service.settings.api_keys
-    if keys:
+    "anonymous" when the service has no keys), after authentication and rate limiting.
+    Failed authentications are limited per client address, before the key is even
+    compared, so keys cannot be guessed at speed; other addresses are not affected."""
+    settings, limiter = service.settings, service.limiter
+    address = request.client.host if request.client else "unknown"
+    if settings.api_keys:
+        failures = f"auth:{address}"
+        wait = limiter.wait_s(failures, settings.auth_failures_per_minute, consume=False)
+        if wait:
+            raise _too_many(f"too many requests without a valid API key from this address "
+                            f"(ASSISTANT_AUTH_FAILURES_PER_MINUTE="
+                            f"{settings.auth_failures_per_minute})", wait)
         given = credentials.credentials if credentials else header_key
         valid = given is not None and any(
             secrets.compare_digest(given.encode("utf-8", "replace"),
-                                   k.get_secret_value().encode("utf-8")) for k in keys)
+                                   k.get_secret_value().encode("utf-8"))
+            for k in settings.api_keys)
         if not valid:
+            limiter.wait_s(failures, settings.auth_failures_per_minute)
             raise HTTPException(401, "a valid API key is required: send `Authorization: "
                                 "Bearer KEY` or `X-API-Key: KEY`",
                                 headers={"WWW-Authenticate": "Bearer"})
         owner = hashlib.sha256(given.encode("utf-8")).hexdigest()[:32]
-        limit_key = owner
+        bucket = f"key:{owner}"
     else:
-        owner = "anonymous"
-        limit_key = request.client.host if request.client else "anonymous"
-    wait = service.limiter.wait_s(limit_key)
+        owner, bucket = "anonymous", f"key:{address}"
+    wait = limiter.wait_s(bucket, settings.rate_limit_per_minute)
     if wait:
-        raise HTTPException(
-            429, f"rate limit of {service.settings.rate_limit_per_minute} requests per "
-            f"minute exceeded (ASSISTANT_RATE_LIMIT_PER_MINUTE): retry in {math.ceil(wait)} s",
-            headers={"Retry-After": str(math.ceil(wait))})
+        raise _too_many(f"rate limit of {settings.rate_limit_per_minute} requests per minute "
+                        "exceeded (ASSISTANT_RATE_LIMIT_PER_MINUTE)", wait)
     return owner
 
 
@@ -307,6 +406,12 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 OwnerDep = Annotated[str, Depends(caller)]
 ConversationId = Annotated[str, Path(max_length=64, description="the id returned when "
                                      "the conversation was started")]
+IdempotencyHeader = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="any unique string (e.g. a UUID) of visible ASCII: a retry with the same "
+    "key and question returns the turn already stored (header `Idempotent-Replayed: "
+    "true`) instead of storing it twice; the same key with another question is a 422. "
+    "Keys are remembered for ASSISTANT_IDEMPOTENCY_KEY_HOURS (24)")]
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -354,9 +459,36 @@ def _stream_headers() -> dict[str, str]:
     return {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+def _idempotency(service: Service, key: str | None, conversation_id: str | None,
+                 question: str) -> IdempotencyKey | None:
+    if key is None:
+        return None
+    asked = json.dumps([conversation_id, question], ensure_ascii=False)
+    return IdempotencyKey(key, hashlib.sha256(asked.encode("utf-8")).hexdigest(),
+                          service.settings.idempotency_key_hours * 3600)
+
+
+def _replay(conversation_id: str, turn: StoredTurn, stream: bool):
+    """The stored turn, as the first try would have answered it."""
+    response = AskResponse(conversation_id=conversation_id, turn=_turn_out(turn))
+    headers = {REPLAYED: "true"}
+    if not stream:
+        return JSONResponse(response.model_dump(mode="json"), 201, headers=headers)
+    events = [_sse("delta", {"text": response.turn.markdown}),
+              _sse("answer", response.model_dump(mode="json"))]
+    return StreamingResponse(iter(events), media_type="text/event-stream",
+                             headers={**_stream_headers(), **headers})
+
+
 def _ask(service: Service, owner: str, conversation_id: str | None, question: str,
-         stream: bool):
-    """Answer a question, new conversation (id None) or follow-up, and store the turn."""
+         stream: bool, idempotency_key: str | None = None):
+    """Answer a question, new conversation (id None) or follow-up, and store the turn
+    (once per idempotency key: a retry gets the stored turn back)."""
+    idempotency = _idempotency(service, idempotency_key, conversation_id, question)
+    if idempotency is not None:
+        stored = service.store.replay(owner, idempotency)
+        if stored is not None:
+            return _replay(*stored, stream)
     history: list[Turn] = []
     if conversation_id is not None:
         conversation = service.store.get(conversation_id, owner)
@@ -368,18 +500,24 @@ def _ask(service: Service, owner: str, conversation_id: str | None, question: st
         history = _history(conversation.turns)
 
     def store(answer: Answer) -> AskResponse:
+        """Write the turn; Replayed when a concurrent try with the same key wrote first."""
         if conversation_id is None:
-            created = service.store.create(owner, answer.question, answer.model_dump_json())
+            created = service.store.create(owner, answer.question, answer.model_dump_json(),
+                                           idempotency)
             cid, turn = created.id, created.turns[0]
         else:
             cid = conversation_id
             turn = service.store.append(cid, owner, answer.question, answer.model_dump_json(),
-                                        service.settings.max_turns_per_conversation)
+                                        service.settings.max_turns_per_conversation,
+                                        idempotency)
         _log_turn(service, cid, turn.position, answer)
         return AskResponse(conversation_id=cid, turn=_turn_out(turn, answer))
 
     if not stream:
-        return store(service.assistant.ask(question, history))
+        try:
+            return store(service.assistant.ask(question, history))
+        except Replayed as stored:
+            return _replay(stored.conversation_id, stored.turn, stream=False)
 
     events = service.assistant.ask_stream(question, history)
     first = next(events)  # a bad question fails here, before the 200 is sent
@@ -390,11 +528,19 @@ def _ask(service: Service, owner: str, conversation_id: str | None, question: st
                 if event["type"] == "delta":
                     yield _sse("delta", {"text": event["text"]})
                 elif event["type"] == "answer":
-                    yield _sse("answer", store(event["answer"]).model_dump(mode="json"))
+                    try:
+                        stored = store(event["answer"])
+                    except Replayed as replayed:
+                        stored = AskResponse(conversation_id=replayed.conversation_id,
+                                             turn=_turn_out(replayed.turn))
+                    yield _sse("answer", stored.model_dump(mode="json"))
         except ConversationNotFound:
             yield _sse("error", _error_json(404, "the conversation was deleted meanwhile"))
         except ConversationFull as exc:
             yield _sse("error", _error_json(409, str(exc)))
+        except IdempotencyKeyReused as exc:
+            yield _sse("error", _error_json(422, str(exc), "idempotency_key_reused",
+                                            "Idempotency-Key"))
         except Exception:
             log.exception("streamed answer failed")
             yield _sse("error", _error_json(500, "internal error: the answer was not stored"))
@@ -406,10 +552,18 @@ def _openai_history(assistant: Assistant, messages: list[ChatMessage]
                     ) -> tuple[str, list[Turn]]:
     """The last user message is the question; earlier user messages are the
     conversation, with the standalone query the assistant searched for each (rebuilt
-    without a language model: cheap, and the same for every request)."""
+    without a language model: cheap, and the same for every request). Every user message
+    is held to the question length limit; the assistant's own messages only to the
+    request size limit."""
     if messages[-1].role != "user":
         raise HTTPException(400, "the last message must be the user's question "
                             "(role \"user\")")
+    limit = assistant.settings.max_question_chars
+    for number, message in enumerate(messages):
+        if message.role == "user" and len(message.text()) > limit:
+            raise QuestionError(
+                f"messages[{number}] is {len(message.text())} characters long; the limit "
+                f"for a question is {limit} (ASSISTANT_MAX_QUESTION_CHARS): shorten it")
     questions = [m.text() for m in messages if m.role == "user"]
     # What the assistant said after each question, so that a follow-up does not repeat it.
     replies: list[str] = []
@@ -476,8 +630,10 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
             assistant = await anyio.to_thread.run_sync(Assistant.open, None, settings)
         own_store = store is None
         store = store or open_store(settings)
-        app.state.service = Service(settings, assistant, store,
-                                    RateLimiter(settings.rate_limit_per_minute))
+        # Several processes on one PostgreSQL share their buckets there.
+        limiter = (SharedRateLimiter(store) if isinstance(store, PostgresStore)
+                   else MemoryRateLimiter())
+        app.state.service = Service(settings, assistant, store, limiter)
         log.info("ready: %d documents, %d passages", len(assistant.index.documents),
                  len(assistant.index.passages))
         yield
@@ -508,13 +664,19 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
         problems = []
-        for error in exc.errors():
+        errors = exc.errors()
+        # A union (a message's content: text or parts) fails once per alternative: the
+        # wrong-type failures only say which alternative was not taken.
+        errors = [e for e in errors if not e["type"].endswith("_type")] or errors
+        for error in errors:
             if error["type"] == "json_invalid":
                 reason = error.get("ctx", {}).get("error", "")
                 return JSONResponse(_error_json(400, f"the request body is not valid JSON: "
                                                 f"{reason}", "json_invalid"), 400)
-            where = ".".join(str(p) for p in error["loc"] if p != "body") or "body"
-            problems.append(f"{where}: {error['msg']}")
+            # Leave out pydantic's own steps ("function-after[...]", "list[...]").
+            where = ".".join(str(p) for p in error["loc"]
+                             if p != "body" and "[" not in str(p)) or "body"
+            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
         return JSONResponse(_error_json(422, "; ".join(problems), "validation_error",
                                         problems and problems[0].split(":")[0]), 422)
 
@@ -531,19 +693,28 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
     async def full(request: Request, exc: ConversationFull):
         return JSONResponse(_error_json(409, str(exc), "conversation_full"), 409)
 
+    @app.exception_handler(IdempotencyKeyReused)
+    async def key_reused(request: Request, exc: IdempotencyKeyReused):
+        return JSONResponse(_error_json(422, str(exc), "idempotency_key_reused",
+                                        "Idempotency-Key"), 422)
+
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):
         log.error("internal error on %s %s: %s", request.method, request.url.path,
                   type(exc).__name__)
-        return JSONResponse(_error_json(500, "internal error"), 500)
+        # The server closes the connection after an unhandled error: say so, so that a
+        # client does not send its next request on it.
+        return JSONResponse(_error_json(500, "internal error"), 500,
+                            headers={"Connection": "close"})
 
     # -- conversations --
 
     @app.post("/v1/conversations", status_code=201, response_model=AskResponse,
               tags=["conversations"], summary="Start a conversation with a question",
               responses={**COMMON_ERRORS, 200: ASK_STREAM})
-    def start_conversation(body: AskRequest, service: ServiceDep, owner: OwnerDep):
-        return _ask(service, owner, None, body.question, body.stream)
+    def start_conversation(body: AskRequest, service: ServiceDep, owner: OwnerDep,
+                           idempotency_key: IdempotencyHeader = None):
+        return _ask(service, owner, None, body.question, body.stream, idempotency_key)
 
     @app.post("/v1/conversations/{conversation_id}/turns", status_code=201,
               response_model=AskResponse, tags=["conversations"],
@@ -551,8 +722,9 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
               responses={**COMMON_ERRORS, **_errors(404, 409),
                          200: ASK_STREAM})
     def follow_up(conversation_id: ConversationId, body: AskRequest, service: ServiceDep,
-                  owner: OwnerDep):
-        return _ask(service, owner, conversation_id, body.question, body.stream)
+                  owner: OwnerDep, idempotency_key: IdempotencyHeader = None):
+        return _ask(service, owner, conversation_id, body.question, body.stream,
+                    idempotency_key)
 
     @app.get("/v1/conversations/{conversation_id}", response_model=ConversationOut,
              tags=["conversations"], summary="Read a conversation back",
@@ -578,6 +750,10 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
               summary="OpenAI-compatible chat completion (the messages are the conversation)",
               responses={**COMMON_ERRORS, 200: CHAT_STREAM})
     def chat_completions(body: ChatCompletionRequest, service: ServiceDep, owner: OwnerDep):
+        refused = body.unsupported()
+        if refused is not None:
+            return JSONResponse(_error_json(400, refused[1], "unsupported_parameter",
+                                            refused[0]), 400)
         question, history = _openai_history(service.assistant, body.messages)
         limit = service.settings.max_turns_per_conversation
         if len(history) >= limit:
@@ -587,24 +763,33 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
         if not body.stream:
             answer = service.assistant.ask(question, history)
             _log_turn(service, completion_id, len(history) + 1, answer)
+            content = answer.to_markdown()
             return ChatCompletion(
                 id=completion_id, created=created, model=MODEL_ID,
-                choices=[ChatChoice(message=ChatCompletionMessage(content=answer.to_markdown()))])
+                choices=[ChatChoice(message=ChatCompletionMessage(content=content))],
+                usage=Usage.of(body.messages, content))
 
         events = service.assistant.ask_stream(question, history)
         first = next(events)
+        with_usage = body.stream_options is not None and body.stream_options.include_usage
 
-        def chunk(delta: dict, finish: str | None = None) -> str:
-            return _sse(None, {"id": completion_id, "object": "chat.completion.chunk",
-                               "created": created, "model": MODEL_ID,
-                               "choices": [{"index": 0, "delta": delta,
-                                            "finish_reason": finish}]})
+        def chunk(delta: dict | None, finish: str | None = None,
+                  usage: Usage | None = None) -> str:
+            data = {"id": completion_id, "object": "chat.completion.chunk",
+                    "created": created, "model": MODEL_ID,
+                    "choices": [] if delta is None else [{"index": 0, "delta": delta,
+                                                          "finish_reason": finish}]}
+            if with_usage:  # null on every chunk but the last, as OpenAI sends it
+                data["usage"] = usage.model_dump() if usage else None
+            return _sse(None, data)
 
         def body_events() -> Iterator[str]:
             yield chunk({"role": "assistant", "content": ""})
+            sent = []
             try:
                 for event in itertools.chain([first], events):
                     if event["type"] == "delta":
+                        sent.append(event["text"])
                         yield chunk({"content": event["text"]})
                     elif event["type"] == "answer":
                         _log_turn(service, completion_id, len(history) + 1, event["answer"])
@@ -613,6 +798,8 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
                 yield _sse(None, _error_json(500, "internal error"))
                 return
             yield chunk({}, "stop")
+            if with_usage:
+                yield chunk(None, usage=Usage.of(body.messages, "".join(sent)))
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(body_events(), media_type="text/event-stream",

@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     conversations_db: str | None = None
     api_keys: list[SecretStr] = []  # empty: no authentication (loopback use)
     rate_limit_per_minute: int = Field(60, ge=1)
+    # Requests with a missing or wrong API key allowed per client address and minute; then
+    # 429 for that address only (a valid key used from elsewhere is not locked out).
+    auth_failures_per_minute: int = Field(10, ge=1)
+    # How long a turn's Idempotency-Key is remembered (a retry within it replays the turn).
+    idempotency_key_hours: float = Field(24.0, gt=0)
     max_turns_per_conversation: int = Field(50, ge=1)
     max_request_bytes: int = Field(64_000, ge=1024)
     log_questions: bool = False  # questions may hold patient details

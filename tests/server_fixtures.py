@@ -58,7 +58,8 @@ class LiveServer:
 
 
 def server_settings(index: Path, db: Path | str, **changes) -> Settings:
-    values = dict(index_path=index, conversations_db=str(db), rate_limit_per_minute=100_000)
+    values = dict(index_path=index, conversations_db=str(db), rate_limit_per_minute=100_000,
+                  auth_failures_per_minute=100_000)
     return Settings(**{**values, **changes})
 
 

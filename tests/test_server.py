@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 
 import httpx
 import pytest
@@ -139,24 +140,34 @@ def test_streaming_answers_arrive_as_server_sent_events(live_server):
 
 
 def test_conversations_survive_a_server_restart(starter_index, tmp_path):
-    """`assistant serve` as a process: stop it, start it again, continue the conversation."""
+    """`assistant serve` as a process: killed (-9) after storing a turn, started again; the
+    client, which never saw the answer, retries with its Idempotency-Key and gets the
+    stored turn back, not a second one; then the conversation goes on."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {"ASSISTANT_CONVERSATIONS_DB": str(tmp_path / "c.sqlite3")}
+    key = {"Idempotency-Key": "8c1d7a52-retry-after-crash"}
     server = serve_process(starter_index, port, env, tmp_path / "serve.log")
     try:
         wait_ready(url, server)
-        first = httpx.post(f"{url}/v1/conversations", json={"question": SEED}, timeout=120)
+        first = httpx.post(f"{url}/v1/conversations", json={"question": SEED}, headers=key,
+                           timeout=120)
         assert first.status_code == 201
         cid = first.json()["conversation_id"]
     finally:
-        stop_process(server)
+        server.kill()
+        server.wait(timeout=30)
 
     server = serve_process(starter_index, port, env, tmp_path / "serve.log")
     try:
         wait_ready(url, server)
+        retry = httpx.post(f"{url}/v1/conversations", json={"question": SEED}, headers=key,
+                           timeout=120)
+        assert retry.status_code == 201 and retry.headers["idempotent-replayed"] == "true"
+        assert retry.json() == first.json()
         read = httpx.get(f"{url}/v1/conversations/{cid}", timeout=60)
         assert read.status_code == 200
+        assert len(read.json()["turns"]) == 1
         assert read.json()["turns"][0]["answer"] == first.json()["turn"]["answer"]
         follow = httpx.post(f"{url}/v1/conversations/{cid}/turns",
                             json={"question": FOLLOW_UP}, timeout=120)
@@ -349,7 +360,7 @@ def test_fuzz_the_api(starter_index, starter_assistant, tmp_path, mode, keyed):
     key = "sk-fuzz-0123456789"
     settings_ = server_settings(starter_index, tmp_path / "c.sqlite3",
                                 api_keys=[key] if keyed else [])
-    headers = {"Authorization": f"Bearer {key}"} if keyed else None
+    headers = {"Authorization": f"Bearer {key}"} if keyed else {}
     failures = []
     with LiveServer(create_app(settings_, assistant=starter_assistant)) as server:
         schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
@@ -362,8 +373,12 @@ def test_fuzz_the_api(starter_index, starter_assistant, tmp_path, mode, keyed):
                       phases=[Phase.explicit, Phase.generate],
                       suppress_health_check=list(HealthCheck))
             def run(case):
-                case.call_and_validate(base_url=server.url, headers=headers, timeout=120,
-                                       excluded_checks=excluded)
+                # A schema-valid Idempotency-Key reused with another question is rightly
+                # a 422, which the positive checks cannot know: a fresh key per request.
+                fresh = ({"Idempotency-Key": uuid.uuid4().hex}
+                         if mode == GenerationMode.POSITIVE else {})
+                case.call_and_validate(base_url=server.url, headers={**headers, **fresh},
+                                       timeout=120, excluded_checks=excluded)
 
             # OpenAI's request schema cannot say "the last message is the user's and has
             # text": a schema-valid request may still get a clear 400/422 there.

@@ -13,10 +13,14 @@ from assistant.server import create_app
 from assistant.store import (
     ConversationFull,
     ConversationNotFound,
+    IdempotencyKey,
+    IdempotencyKeyReused,
     PostgresStore,
+    Replayed,
     SQLiteStore,
     open_store,
 )
+from assistant.limits import SharedRateLimiter
 from tests.server_fixtures import postgres_url, server_settings  # noqa: F401
 
 ANSWER = json.dumps({"stand-in": "answer json"})
@@ -30,6 +34,7 @@ def store(request, tmp_path):
         url = request.getfixturevalue("postgres_url")
         store = PostgresStore(url)
         with store._transaction() as cur:  # a clean slate for each test
+            cur.execute("DELETE FROM idempotency_keys")
             cur.execute("DELETE FROM turns")
             cur.execute("DELETE FROM conversations")
     yield store
@@ -104,6 +109,69 @@ def test_concurrent_follow_ups_get_distinct_positions(store):
     assert errors == []
     positions = [t.position for t in store.get(conversation.id, "alice").turns]
     assert positions == list(range(1, 10))
+
+
+def test_an_idempotency_key_stores_its_turn_once(store):
+    first_key = IdempotencyKey("k-1", "asks A", max_age_s=3600)
+    conversation = store.create("alice", "A?", ANSWER, first_key)
+    with pytest.raises(Replayed) as replayed:
+        store.create("alice", "A?", ANSWER, first_key)
+    assert replayed.value.conversation_id == conversation.id
+    assert replayed.value.turn.position == 1
+    assert store.replay("alice", first_key)[0] == conversation.id
+    assert store.replay("bob", first_key) is None  # keys belong to their owner
+
+    follow_key = IdempotencyKey("k-2", "asks B", max_age_s=3600)
+    store.append(conversation.id, "alice", "B?", ANSWER, 10, follow_key)
+    with pytest.raises(Replayed) as replayed:
+        store.append(conversation.id, "alice", "B?", ANSWER, 10, follow_key)
+    assert replayed.value.turn.position == 2
+    with pytest.raises(IdempotencyKeyReused):
+        store.append(conversation.id, "alice", "C?", ANSWER, 10,
+                     IdempotencyKey("k-2", "asks C", max_age_s=3600))
+    assert [t.question for t in store.get(conversation.id, "alice").turns] == ["A?", "B?"]
+
+    # An expired key is forgotten: the same key may start something new.
+    expired = IdempotencyKey("k-1", "asks D", max_age_s=0)
+    assert store.replay("alice", expired) is None
+    store.create("alice", "D?", ANSWER, expired)
+    store.delete(conversation.id, "alice")  # its keys go with it
+    assert store.replay("alice", follow_key) is None
+
+
+def test_concurrent_tries_with_one_key_store_one_conversation(store):
+    key = IdempotencyKey("same-key", "asks A", max_age_s=3600)
+    before = store.count_turns()
+    ids, errors = [], []
+
+    def create():
+        try:
+            ids.append(store.create("alice", "A?", ANSWER, key).id)
+        except Replayed as replayed:
+            ids.append(replayed.conversation_id)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(ids) == 8 and len(set(ids)) == 1
+    assert store.count_turns() == before + 1
+
+
+def test_shared_rate_limit_buckets(postgres_url):  # noqa: F811
+    """Buckets in PostgreSQL: one budget for every process, refilled on the database's
+    clock; a look (consume=False) takes nothing."""
+    one, two = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    limiters = SharedRateLimiter(one), SharedRateLimiter(two)
+    bucket = f"key:test-{threading.get_ident()}"
+    assert limiters[0].wait_s(bucket, 3, consume=False) == 0
+    waits = [limiters[n % 2].wait_s(bucket, 3) for n in range(5)]
+    assert waits[:3] == [0, 0, 0] and all(w > 15 for w in waits[3:])  # 1 token per 20 s
+    one.close()
+    two.close()
 
 
 def test_open_store_follows_the_settings(tmp_path, starter_index):
