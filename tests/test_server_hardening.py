@@ -1,5 +1,5 @@
 """The HTTP service under the ways clients and attackers actually misbehave, against a
-real uvicorn on loopback (TestClient where that is enough): invalid Unicode, retried
+real uvicorn on loopback: invalid Unicode, retried
 turns with an Idempotency-Key, guessed API keys, one rate limit shared by several
 processes on PostgreSQL, and the OpenAI options stock clients send."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, openapi
@@ -31,10 +31,8 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def client(starter_index, starter_assistant, tmp_path):
-    app = create_app(server_settings(starter_index, tmp_path / "c.sqlite3"),
-                     assistant=starter_assistant)
-    with TestClient(app) as client:
+def client(live_server):
+    with httpx.Client(base_url=live_server.url, timeout=120) as client:
         yield client
 
 
@@ -149,7 +147,7 @@ def test_fuzz_with_lone_surrogates(starter_index, starter_assistant, tmp_path):
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_retry_with_the_same_key_returns_the_stored_turn(client, stream):
-    key = {"Idempotency-Key": f"retry-{stream}-0001"}
+    key = {"Idempotency-Key": f"retry-{stream}-{uuid.uuid4()}"}
     first = client.post("/v1/conversations", json={"question": QUESTION}, headers=key)
     assert first.status_code == 201 and "idempotent-replayed" not in first.headers
     cid = first.json()["conversation_id"]
@@ -164,7 +162,7 @@ def test_a_retry_with_the_same_key_returns_the_stored_turn(client, stream):
         answer = again.json()
     assert answer == first.json()
 
-    follow_key = {"Idempotency-Key": f"retry-{stream}-0002"}
+    follow_key = {"Idempotency-Key": f"retry-{stream}-{uuid.uuid4()}"}
     turns = [client.post(f"/v1/conversations/{cid}/turns", json={"question": FOLLOW_UP},
                          headers=follow_key) for _ in range(3)]
     assert [t.status_code for t in turns] == [201, 201, 201]
@@ -185,7 +183,7 @@ def test_idempotency_keys_are_checked_and_belong_to_their_owner(starter_index,
     keys = ["sk-alice-0123456789", "sk-bob-0123456789"]
     app = create_app(server_settings(starter_index, tmp_path / "c.sqlite3", api_keys=keys),
                      assistant=starter_assistant)
-    with TestClient(app) as client:
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         for bad in ["", "has space", "x" * 256, "é".encode()]:
             response = client.post("/v1/conversations", json={"question": QUESTION},
                                    headers={"Authorization": f"Bearer {keys[0]}",
@@ -207,9 +205,12 @@ def test_concurrent_retries_on_postgresql_store_one_turn(postgres_url, starter_i
     a client retries against another worker: one conversation is stored."""
     settings_ = server_settings(starter_index, postgres_url)
     key = {"Idempotency-Key": "concurrent-retry-1"}
-    with TestClient(create_app(settings_, assistant=starter_assistant)) as one, \
-            TestClient(create_app(settings_, assistant=starter_assistant)) as two:
-        before = one.app.state.service.store.count_turns()
+    apps = [create_app(settings_, assistant=starter_assistant) for _ in range(2)]
+    with LiveServer(apps[0]) as server_one, LiveServer(apps[1]) as server_two, \
+            httpx.Client(base_url=server_one.url, timeout=120) as one, \
+            httpx.Client(base_url=server_two.url, timeout=120) as two:
+        store = apps[0].state.service.store
+        before = store.count_turns()
         results = [None, None]
 
         def post(number, client):
@@ -223,7 +224,7 @@ def test_concurrent_retries_on_postgresql_store_one_turn(postgres_url, starter_i
             thread.join()
         assert [r.status_code for r in results] == [201, 201]
         assert results[0].json()["conversation_id"] == results[1].json()["conversation_id"]
-        assert one.app.state.service.store.count_turns() == before + 1
+        assert store.count_turns() == before + 1
 
 
 # -- key guessing and shared rate limits -----------------------------------------------
@@ -259,8 +260,10 @@ def test_rate_limits_are_shared_by_processes_on_postgresql(postgres_url, starter
     settings_ = server_settings(starter_index, postgres_url, api_keys=[key],
                                 rate_limit_per_minute=4, auth_failures_per_minute=2)
     auth = {"Authorization": f"Bearer {key}"}
-    with TestClient(create_app(settings_, assistant=starter_assistant)) as one, \
-            TestClient(create_app(settings_, assistant=starter_assistant)) as two:
+    apps = [create_app(settings_, assistant=starter_assistant) for _ in range(2)]
+    with LiveServer(apps[0]) as server_one, LiveServer(apps[1]) as server_two, \
+            httpx.Client(base_url=server_one.url, timeout=120) as one, \
+            httpx.Client(base_url=server_two.url, timeout=120) as two:
         statuses = [(one, two)[n % 2].get("/v1/models", headers=auth).status_code
                     for n in range(8)]
         assert statuses.count(200) == 4 and statuses[4:] == [429] * 4  # not 4 each
@@ -328,7 +331,7 @@ def test_openai_options_are_honoured_or_refused(live_server):
 def test_every_user_message_is_held_to_the_question_limit(starter_index, tmp_path):
     app = create_app(server_settings(starter_index, tmp_path / "c.sqlite3",
                                      max_question_chars=300))
-    with TestClient(app) as client:
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         long_history = chat("why " * 100, "an earlier answer", "What about CRS?")
         response = client.post("/v1/chat/completions", json={"messages": long_history})
         assert response.status_code == 422
