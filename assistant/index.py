@@ -10,7 +10,9 @@ A build is written completely into a fresh folder before CURRENT is switched to 
 an atomic rename, so a crash or a bad file never leaves a half-written index and readers
 always see a complete build. Ingest is a sync: unchanged documents keep their vectors,
 changed ones are re-embedded, and documents whose files under the ingested paths are
-gone are removed. Documents loaded from other paths are kept.
+gone are removed. Documents loaded from other paths are kept. Embeddings are checkpointed
+as they are made (assistant/checkpoint.py): an ingest that was killed, run again, embeds
+only what it had not embedded yet.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
+from assistant.checkpoint import EmbeddingCheckpoint
 from assistant.chunking import Chunker, embedded_text
 from assistant.embedding import Embedder, load_embedder
 from assistant.readers import LoadError, load_paths
@@ -85,6 +88,7 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     skipped: list[LoadError] = field(default_factory=list)
     passages_embedded: int = 0
+    passages_reused: int = 0  # of those, vectors kept by an interrupted ingest's checkpoint
     passages_total: int = 0
     seconds: float = 0.0
     written: bool = False
@@ -93,7 +97,10 @@ class IngestReport:
         lines = [
             f"index {self.index_path}: {len(self.added)} added, {len(self.updated)} updated, "
             f"{len(self.removed)} removed, {len(self.unchanged)} unchanged; "
-            f"{self.passages_embedded} passages embedded, {self.passages_total} in the index "
+            f"{self.passages_embedded} passages embedded"
+            + (f" ({self.passages_reused} of them reused from an interrupted ingest)"
+               if self.passages_reused else "")
+            + f", {self.passages_total} in the index "
             f"({self.seconds:.1f} s)" + ("" if self.written else " — index already up to date"),
         ]
         if self.skipped:
@@ -400,20 +407,29 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
         report.seconds = time.perf_counter() - started
         return report
 
+    checkpoint = EmbeddingCheckpoint(
+        index_path, f"{settings.embedder}|{embedder.precision}|{embedder.dimension}",
+        embedder.dimension)
     if to_embed:
         if settings.ingest_threads:
             import torch
 
             torch.set_num_threads(settings.ingest_threads)
         texts = [embedded_text(titles[p.doc_id], p.section, p.text) for p in to_embed]
+        embedded = checkpoint.get(texts)
+        report.passages_reused = len(embedded)
+        missing = [i for i in range(len(texts)) if i not in embedded]
         step = settings.embed_batch_size * 8
-        parts = []
-        with tqdm(total=len(texts), unit="passage", desc="embedding", disable=not progress) as bar:
-            for start in range(0, len(texts), step):
-                parts.append(embedder.embed(texts[start:start + step]))
-                bar.update(len(parts[-1]))
+        with tqdm(total=len(texts), initial=len(embedded), unit="passage", desc="embedding",
+                  disable=not progress) as bar:
+            for start in range(0, len(missing), step):
+                batch = missing[start:start + step]
+                vectors = embedder.embed([texts[i] for i in batch])
+                checkpoint.put([texts[i] for i in batch], vectors)
+                embedded.update(zip(batch, vectors))
+                bar.update(len(batch))
         passages += to_embed
-        vector_parts.append(np.concatenate(parts))
+        vector_parts.append(np.stack([embedded[i] for i in range(len(texts))]))
     report.passages_embedded = len(to_embed)
 
     # fp32 or bf16; "bf16+fp32" when an incremental ingest mixed them (they are compatible).
@@ -441,6 +457,7 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
     from assistant import __version__
     manifest["assistant_version"] = __version__
     Index.write(index_path, manifest, infos, passages, vectors)
+    checkpoint.remove()  # the build it served is live
     report.passages_total = len(passages)
     report.written = True
     report.seconds = time.perf_counter() - started

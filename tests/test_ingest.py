@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant import Assistant, Settings
@@ -189,3 +191,46 @@ def test_cli_ingest_and_errors(tmp_path, capsys):
     assert "question is empty" in capsys.readouterr().err
     assert main(["ask", "x", "--index", str(tmp_path / "nowhere")]) == 2
     assert "assistant ingest" in capsys.readouterr().err
+
+
+def test_a_killed_ingest_resumes_from_its_checkpoint(tmp_path):
+    """`assistant ingest` killed (-9) half-way: the live index is the previous build, and
+    the re-run embeds only what the killed one had not; the result equals a clean build."""
+    import signal
+    import sqlite3
+    import time
+
+    from assistant.checkpoint import FILE_NAME
+
+    index = tmp_path / "idx"
+    env = {**os.environ, "ASSISTANT_EMBED_BATCH_SIZE": "2"}  # a checkpoint every 16 passages
+    command = [sys.executable, "-m", "assistant.cli", "ingest", str(CORPUS),
+               "--index", str(index), "--quiet"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    checkpoint, done = index / FILE_NAME, 0
+    deadline = time.monotonic() + 600
+    while done < 32 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if checkpoint.exists():
+            try:
+                with sqlite3.connect(checkpoint) as conn:
+                    done = conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+            except sqlite3.OperationalError:  # the table is being created
+                pass
+    assert process.poll() is None, "the ingest finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert Index.current_build(index) is None  # nothing half-written went live
+
+    resumed = ingest([CORPUS], Settings(index_path=index, embed_batch_size=2), progress=False)
+    assert resumed.written and resumed.passages_reused >= 32
+    assert resumed.passages_reused < resumed.passages_embedded == resumed.passages_total
+    assert "reused from an interrupted ingest" in resumed.summary()
+    assert not checkpoint.exists()  # removed once the build is live
+
+    clean = ingest([CORPUS], Settings(index_path=tmp_path / "clean"), progress=False)
+    assert clean.passages_reused == 0
+    a, b = Index.open(index), Index.open(tmp_path / "clean")
+    assert [p.id for p in a.passages] == [p.id for p in b.passages]
+    assert np.allclose(a.vectors, b.vectors, atol=1e-5)
