@@ -91,6 +91,24 @@ def test_a_bad_request_keeps_the_connection_usable(live_server):
         assert DISCLAIMER in good.json()["choices"][0]["message"]["content"]
 
 
+def test_an_internal_error_says_the_connection_closes(starter_index, starter_assistant,
+                                                     tmp_path):
+    """Should anything still fail inside, the 500 says `Connection: close` (the server
+    drops the connection after it), so a client opens a new one for its next request."""
+    app = create_app(server_settings(starter_index, tmp_path / "c.sqlite3"),
+                     assistant=starter_assistant)
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("a fault inside the service")
+
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+        failed = http.get("/boom")
+        assert failed.status_code == 500 and failed.headers["connection"] == "close"
+        assert failed.json()["error"]["message"] == "internal error"  # no stack trace
+        assert http.get("/healthz").status_code == 200  # the client reconnects cleanly
+
+
 def _string_paths(value, path=()):
     if isinstance(value, str):
         yield path
