@@ -21,9 +21,15 @@ candidates the question itself found.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import bm25s
 import numpy as np
@@ -56,6 +62,11 @@ def token_words(tokens) -> list[list[str]]:
     return [[inverse[i] for i in ids] for ids in tokens.ids]
 
 
+# What a saved BM25 index depends on besides k1 and b: the tokenizer (bm25s, stemmer) and
+# how a passage is written for it (chunking.embedded_text, via the index's text version).
+LEXICAL_VERSION = f"bm25s-{bm25s.__version__}-{'stem' if _STEMMER else 'nostem'}-v1"
+
+
 class LexicalIndex:
     """BM25 over one kind's passages (with their headers), rows aligned to Index.rows."""
 
@@ -69,6 +80,35 @@ class LexicalIndex:
             self.bm25.index(tokens, show_progress=False)
             for words in token_words(tokens):
                 self.document_frequency.update(set(words))
+
+    @classmethod
+    def cached(cls, folder: Path, texts: Callable[[], list[str]], k1: float,
+               b: float) -> "LexicalIndex":
+        """Loaded from ``folder`` (memory-mapped) when an earlier open saved it there, else
+        built from ``texts()`` and saved for the next open. A build never changes, so
+        its BM25 index is made once, not at every start of every process; a folder that
+        cannot be written (a read-only index) only means building it each time."""
+        if (folder / "document_frequency.json").is_file():
+            with (folder / "document_frequency.json").open() as f:
+                saved = json.load(f)
+            if not saved["size"]:
+                return cls([], k1, b)
+            loaded = cls.__new__(cls)
+            loaded.bm25 = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+            loaded.size, loaded.document_frequency = saved["size"], Counter(saved["counts"])
+            return loaded
+        built = cls(texts(), k1, b)
+        staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            if built.size:
+                built.bm25.save(str(staging), show_progress=False)
+            staging.mkdir(parents=True, exist_ok=True)
+            with (staging / "document_frequency.json").open("w") as f:
+                json.dump({"size": built.size, "counts": built.document_frequency}, f)
+            os.rename(staging, folder)  # whole or not at all; another process may win
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+        return built
 
     def scores(self, query: str | list[str]) -> np.ndarray:
         """The BM25 score of every passage (row order). ``query`` may be given as its words
@@ -116,10 +156,13 @@ class Retriever:
         self.passage_share = {w: n / total for w, n in counts.items()}
 
     def lexical_indexes(self, settings: Settings) -> dict[Kind, LexicalIndex]:
-        """BM25 over each kind's passages, with the settings' k1 and b."""
-        return {kind: LexicalIndex([self.passage_text(self.index.passages[row])
-                                    for row in self.index.rows[kind]],
-                                   settings.bm25_k1, settings.bm25_b)
+        """BM25 over each kind's passages, with the settings' k1 and b, kept in the build
+        folder after the first open."""
+        k1, b = settings.bm25_k1, settings.bm25_b
+        return {kind: LexicalIndex.cached(
+                    self.index.build / f"bm25-{kind}-k1={k1}-b={b}-{LEXICAL_VERSION}",
+                    lambda kind=kind: [self.passage_text(self.index.passages[row])
+                                       for row in self.index.rows[kind]], k1, b)
                 for kind in KINDS}
 
     def passage_text(self, passage) -> str:

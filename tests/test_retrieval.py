@@ -143,3 +143,43 @@ def test_bm25_settings_reach_the_lexical_index(starter_assistant):
     middle = np.median(length[found])
     gain = no_length / np.where(found, default, 1)
     assert gain[found & (length > middle)].mean() > gain[found & (length < middle)].mean()
+
+
+def test_bm25_is_saved_with_the_build_and_loaded_at_the_next_open(starter_assistant,
+                                                                  tmp_path):
+    """The first open saves each kind's BM25 in the build folder (per k1 and b); the next
+    open loads it, memory-mapped, and scores exactly as the index it built. A folder it
+    cannot write to only means building BM25 at each open."""
+    import os
+    import shutil
+
+    from assistant.retrieval import LexicalIndex
+
+    retriever = starter_assistant.retriever
+    settings = starter_assistant.settings
+    for kind in KINDS:
+        assert list(retriever.index.build.glob(
+            f"bm25-{kind}-k1={settings.bm25_k1}-b={settings.bm25_b}-*"))
+    words = lexical_words(QUESTION)
+    for kind in KINDS:
+        texts = [retriever.passage_text(retriever.index.passages[r])
+                 for r in retriever.index.rows[kind]]
+        built = LexicalIndex(texts, 0.5, 0.4)
+        folder = tmp_path / f"bm25-{kind}"
+        first = LexicalIndex.cached(folder, lambda: texts, 0.5, 0.4)  # builds and saves
+        assert folder.is_dir()
+        loaded = LexicalIndex.cached(folder, lambda: [], 0.5, 0.4)  # reads, never builds
+        assert loaded.size == built.size == first.size
+        assert loaded.document_frequency == built.document_frequency
+        assert np.allclose(loaded.scores(words), built.scores(words))
+
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    os.chmod(read_only, 0o555)
+    try:
+        texts = [retriever.passage_text(p) for p in retriever.index.passages[:20]]
+        index = LexicalIndex.cached(read_only / "bm25-x", lambda: texts, 0.5, 0.4)
+        assert index.size == 20 and not (read_only / "bm25-x").exists() or os.geteuid() == 0
+    finally:
+        os.chmod(read_only, 0o755)
+        shutil.rmtree(read_only)
