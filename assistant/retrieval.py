@@ -155,14 +155,20 @@ class Retriever:
         total = max(len(index.passages), 1)
         self.passage_share = {w: n / total for w, n in counts.items()}
 
-    def lexical_indexes(self, settings: Settings) -> dict[Kind, LexicalIndex]:
+    def lexical_indexes(self, settings: Settings, keep: bool = True
+                        ) -> dict[Kind, LexicalIndex]:
         """BM25 over each kind's passages, with the settings' k1 and b, kept in the build
-        folder after the first open."""
+        folder after the first open (``keep``; not for the trial values of a fit)."""
         k1, b = settings.bm25_k1, settings.bm25_b
+
+        def texts(kind: Kind) -> list[str]:
+            return [self.passage_text(self.index.passages[row]) for row in self.index.rows[kind]]
+
+        if not keep:
+            return {kind: LexicalIndex(texts(kind), k1, b) for kind in KINDS}
         return {kind: LexicalIndex.cached(
                     self.index.build / f"bm25-{kind}-k1={k1}-b={b}-{LEXICAL_VERSION}",
-                    lambda kind=kind: [self.passage_text(self.index.passages[row])
-                                       for row in self.index.rows[kind]], k1, b)
+                    lambda kind=kind: texts(kind), k1, b)
                 for kind in KINDS}
 
     def passage_text(self, passage) -> str:

@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                                   for name, qs in queries.items()}
             if bm25 not in lexical:
                 lexical[bm25] = retriever.lexical_indexes(
-                    assistant.settings.with_overrides(bm25_k1=bm25[0], bm25_b=bm25[1]))
+                    assistant.settings.with_overrides(bm25_k1=bm25[0], bm25_b=bm25[1]),
+                    keep=False)
             retriever.lexical = lexical[bm25]
             candidates[(focus, *bm25)] = {
                 name: [retriever.candidates(q, depth, v) for q, v in zip(qs, vectors[focus][name])]

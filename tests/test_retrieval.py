@@ -137,7 +137,8 @@ def test_bm25_settings_reach_the_lexical_index(starter_assistant):
                        for r in rows])
     default = retriever.lexical["research"].scores(words)
     no_length = retriever.lexical_indexes(
-        starter_assistant.settings.with_overrides(bm25_b=0.0))["research"].scores(words)
+        starter_assistant.settings.with_overrides(bm25_b=0.0), keep=False
+    )["research"].scores(words)
     found = default > 0
     assert found.sum() >= 4
     middle = np.median(length[found])
