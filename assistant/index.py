@@ -236,7 +236,9 @@ class Index:
                      for d in json.loads((build / "documents.json").read_text())}
         with (build / "passages.jsonl").open() as f:
             passages = [Passage.model_validate_json(line) for line in f]
-        vectors = np.load(build / "vectors.npy")
+        # Memory-mapped: pages are read as searches touch them, and processes serving the
+        # same build share them.
+        vectors = np.load(build / "vectors.npy", mmap_mode="r")
         faiss_indexes = {k: faiss.read_index(str(build / f"{k}.faiss")) for k in KINDS}
         for index in faiss_indexes.values():
             configure_search(index, settings or Settings())
