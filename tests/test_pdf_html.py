@@ -22,10 +22,13 @@ from assistant.cli import main
 from assistant.embedding import load_embedder
 from assistant.index import Index, ingest
 from assistant.readers import load_paths
+from assistant.server import create_app
 from assistant.types import pages_label
 from scripts.render_pdq import chromium, render
 
 from .conftest import SHARED_DATA
+from .server_fixtures import LiveServer, server_settings
+from .test_web import ARGS, CHROMIUM
 
 PDQ = SHARED_DATA / "nci_pdq_hp" / "md"
 CAR_T = "types-childhood-cancers-hp-stem-cell-transplant-car-t-cell-therapy"
@@ -290,3 +293,49 @@ def test_answers_cite_the_page_and_reingest_reads_nothing(rendered, tmp_path, mo
     report = ingest([folder], Settings(index_path=index), progress=False)
     assert len(reads) == 1 and report.updated == [CAR_T]
     assert Index.open(index).documents[CAR_T].year == 2025
+
+
+def test_web_citation_panel_shows_the_page_and_links_the_section(rendered, tmp_path):
+    """The chat page in headless Chromium: a PDF's cited passage shows "p. N", a web
+    page's links to its section's anchor."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    folder = tmp_path / "guidelines"
+    folder.mkdir()
+    shutil.copy(rendered / "pdf" / f"{CAR_T}.pdf", folder)
+    shutil.copy(rendered / "pdf" / "documents.yaml", folder)
+    (folder / "merkel.html").write_text(
+        (rendered / "html" / f"{MERKEL}.html").read_text().replace(
+            "<head>", '<head><meta name="kind" content="guideline">'
+                      '<link rel="canonical" href="https://example.org/merkel">'))
+    index = tmp_path / "index"
+    ingest([folder], Settings(index_path=index), progress=False)
+    app = create_app(server_settings(index, tmp_path / "conversations.sqlite3"))
+    with LiveServer(app) as server, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(server.url + "/")
+
+        def ask(question: str):
+            page.fill("#question", question)
+            page.click("#ask")
+            turn = page.locator("#conversation > li.turn:not(.pending)").last
+            turn.wait_for()
+            return turn
+
+        turn = ask("How is cytokine release syndrome treated after CAR T-cell therapy in children?")
+        assert re.search(r"pp?\. \d", turn.locator(".references").inner_text())
+        turn.locator(".references button.cite").first.click()
+        page.locator("#citation").wait_for(state="visible")
+        where = page.locator("#citation-passages .passage .section").first.inner_text()
+        assert re.search(r" — pp?\. \d+", where), where
+        page.click("#close-citation")
+
+        page.click("#new-conversation")
+        turn = ask("What is the role of adjuvant radiation therapy after surgery for Merkel "
+                   "cell carcinoma?")
+        button = turn.locator(".references li", has_text="example.org/merkel").locator("button.cite")
+        button.click()
+        link = page.locator("#citation-passages .passage .section a").first
+        assert link.get_attribute("href").startswith("https://example.org/merkel#")
+        browser.close()
