@@ -8,8 +8,9 @@ pdfminer.six. Its own text extraction is not used: on PDFs printed by browsers, 
 place every glyph separately, it breaks lines between characters. Layout is read here
 from the characters' positions:
 
-- characters on one baseline, without a wide gap, make a line (a wide gap ends a column
-  or a table cell);
+- characters that follow each other in the page's content stream on one baseline make a
+  line (columns are drawn one after the other, so a column's lines are never joined to
+  the next column's);
 - a page with many lines starting right of the middle has two columns: each band between
   full-width lines (a title spanning both) is read left column, then right column;
 - headers and footers are lines at the top or bottom of a page whose text, digits aside,
@@ -140,7 +141,7 @@ def _page_lines(page: pdfium.PdfPage, number: int) -> list[_Line]:
         if current is not None and chars:
             current.text = re.sub(r"\s+", " ", "".join(chars)).strip()
             current.size = Counter(sizes).most_common(1)[0][0]  # not a symbol's fallback font
-            current.bold = sum(weights) >= 0.9 * len(weights)
+            current.bold = all(weights)
             if current.text.endswith(_HYPHEN):
                 current.text, current.hyphen = current.text[:-1] + "-", True
             elif current.text.endswith(_SOFT_HYPHENS) and len(current.text) > 1:
@@ -163,10 +164,13 @@ def _page_lines(page: pdfium.PdfPage, number: int) -> list[_Line]:
         pdfium_c.FPDFText_GetCharBox(textpage, i, left, right, bottom, top)
         pdfium_c.FPDFText_GetCharOrigin(textpage, i, x, y)
         size = pdfium_c.FPDFText_GetFontSize(textpage, i) or (top.value - bottom.value)
+        # The next character in the content stream, on the same baseline, further right:
+        # the same line, however wide the space (justified titles). Columns are drawn one
+        # after the other, so the stream leaves a column's last line for another baseline.
         same_line = (
             current is not None
             and abs(y.value - current.y) < 0.35 * current.size
-            and -0.5 * size < left.value - current.x1 < 1.5 * size
+            and left.value - current.x1 > -0.5 * size
         )
         if not same_line:
             close()
@@ -302,7 +306,9 @@ def _blocks(pages: list[list[_Line]], widths: list[float]) -> list[Block]:
     body = sizes.most_common(1)[0][0]
 
     def is_heading(ln: _Line) -> bool:
-        return ((ln.size >= 1.08 * body or ln.bold) and len(ln.text.split()) <= 20
+        # Bold at the body's size: a run-in heading, unless it is a list item in bold.
+        return ((ln.size >= 1.08 * body or (ln.bold and not _LIST_START.match(ln.text)))
+                and len(ln.text.split()) <= 20
                 and not _SENTENCE_END.search(ln.text) and not _PAGE_NUMBER.match(ln.text))
 
     heading_sizes = sorted({round(ln.size, 1) for ln in lines if is_heading(ln)}, reverse=True)
