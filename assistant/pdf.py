@@ -59,10 +59,6 @@ class _Line:
     page: int
     hyphen: bool = False  # ends with a line-end hyphen
 
-    @property
-    def top(self) -> float:
-        return self.y + self.size * 0.8
-
 
 _LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl",
                             "ﬅ": "st", "ﬆ": "st", "\u00a0": " ", "\u00ad": ""})
@@ -235,16 +231,15 @@ def _ocr_lines(page: pdfium.PdfPage, number: int, language: str) -> list[_Line]:
                               capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise PdfError(f"tesseract failed on page {number}: {done.stderr.strip()[:200]}")
+    # Tesseract writes a paragraph's lines one after the other and a blank line between
+    # paragraphs: laid out here as lines 12 points apart, paragraphs 24.
     lines, y = [], 1000.0
     for raw in done.stdout.splitlines():
-        y -= 12 if raw.strip() else 12  # a blank line leaves a paragraph gap
-        if raw.strip():
-            text = raw.strip()
+        y -= 12
+        text = raw.strip()
+        if text:
             hyphen = text.endswith("-") and len(text) > 1 and text[-2].isalpha()
-            lines.append(_Line(text[:-1] if hyphen else text, 0, 100, y, 10, False, number,
-                               hyphen))
-        else:
-            y -= 12
+            lines.append(_Line(text, 0, 100, y, 10, False, number, hyphen))
     return lines
 
 
