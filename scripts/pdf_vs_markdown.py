@@ -2,12 +2,16 @@
 Markdown and from PDFs printed by headless Chromium (scripts/render_pdq.py), each gold
 set turn asked of both, the retrieval and answer metrics side by side.
 
-    python scripts/pdf_vs_markdown.py --work /tmp/pdq-pdf            # the gold set's summaries
+    python scripts/pdf_vs_markdown.py --work /tmp/pdq-pdf            # the gold set's 51 summaries
+    python scripts/pdf_vs_markdown.py --work /tmp/pdq-sub \
+        --summaries eval/pdf_vs_markdown_summaries.txt              # 25 of them (what was run)
     python scripts/pdf_vs_markdown.py --work /tmp/pdq-pdf --all      # all 242 (hours on 2 cores)
 
-Steps (each skipped when its output is there): link the summaries into WORK/md, render
-them into WORK/out/{html,pdf}, ingest WORK/md into WORK/idx-md and WORK/out/pdf into
-WORK/idx-pdf, `assistant eval` both into WORK/eval-{md,pdf}, then print the table.
+With ``--summaries``, the turns asked are those whose gold summaries are all in the list,
+and every out-of-scope turn. Steps (each skipped when its output is there): link the
+summaries into WORK/md, render them into WORK/out/{html,pdf}, ingest WORK/md into
+WORK/idx-md and WORK/out/pdf into WORK/idx-pdf, `assistant eval` both into
+WORK/eval-{md,pdf}, then print the table.
 """
 
 from __future__ import annotations
@@ -41,14 +45,21 @@ def main() -> int:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--all", action="store_true", help="all 242 summaries, not only "
                         "those the gold set names")
+    parser.add_argument("--summaries", type=Path, help="a file of summary names (file "
+                        "stems), one a line: only these, and the turns they answer")
     args = parser.parse_args()
     work = args.work
     (work / "md").mkdir(parents=True, exist_ok=True)
+    turns = [json.loads(line) for line in GOLD.read_text().splitlines() if line.strip()]
     if args.all:
         stems = sorted(p.stem for p in PDQ.glob("*.md"))
+    elif args.summaries:
+        stems = sorted(args.summaries.read_text().split())
     else:
-        stems = sorted({d for line in GOLD.read_text().splitlines() if line.strip()
-                        for d in json.loads(line)["gold_doc_ids"]})
+        stems = sorted({d for turn in turns for d in turn["gold_doc_ids"]})
+    gold = work / "gold.jsonl"
+    gold.write_text("".join(json.dumps(t) + "\n" for t in turns
+                            if t["expect_abstain"] or set(t["gold_doc_ids"]) <= set(stems)))
     for stem in stems:
         link = work / "md" / f"{stem}.md"
         if not link.exists():
@@ -59,13 +70,13 @@ def main() -> int:
         if Index.current_build(work / f"idx-{name}") is None:
             print(ingest([source], Settings(index_path=work / f"idx-{name}")).summary())
         if not (work / f"eval-{name}" / "report.json").is_file():
-            cli(["eval", "--questions", str(GOLD), "--index", str(work / f"idx-{name}"),
+            cli(["eval", "--questions", str(gold), "--index", str(work / f"idx-{name}"),
                  "--out", str(work / f"eval-{name}"), "--quiet"])
     reports = {name: json.loads((work / f"eval-{name}" / "report.json").read_text())
                for name in ("md", "pdf")}
     counts = {name: Index.open(work / f"idx-{name}").manifest["counts"] for name in reports}
-    print(f"{len(stems)} summaries; passages: Markdown {counts['md']['passages']}, "
-          f"PDF {counts['pdf']['passages']}")
+    print(f"{len(stems)} summaries, {reports['md']['summary']['assistant']['questions']} "
+          f"turns; passages: Markdown {counts['md']['passages']}, PDF {counts['pdf']['passages']}")
     print("| metric | Markdown | PDF | PDF − Markdown |\n|---|---|---|---|")
     worst = 0.0
     for key, method in METRICS:
