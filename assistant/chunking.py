@@ -50,13 +50,34 @@ class Chunker:
 
     def chunk(self, doc: Document) -> list[Passage]:
         passages: list[Passage] = []
-        for section, text in doc.sections:
+        for number, (section, text) in enumerate(doc.sections):
             header = self._header(doc.title, section)
+            starts = doc.section_pages[number] if doc.section_pages else []
+            anchor = doc.section_anchors[number] if doc.section_anchors else None
+            cursor = 0
             for piece in self.splitter.split_text_metadata_aware(text, header):
                 piece = piece.strip()
                 if piece:
+                    pages, cursor = _pages_of(piece, text, starts, cursor)
                     passages.append(Passage(
                         id=f"{doc.id}#{len(passages)}", doc_id=doc.id, kind=doc.kind,
-                        section=section, text=piece,
+                        section=section, text=piece, pages=pages, anchor=anchor,
                     ))
         return passages
+
+
+def _pages_of(piece: str, text: str, starts: list[tuple[int, int]],
+              cursor: int) -> tuple[list[int], int]:
+    """The pages a passage of a section's text is on, from the section's page starts
+    ((offset, page), in order), and where to look for the next passage. Passages are cut
+    from the text in order (overlapping a little), so each is found from the previous
+    one's start."""
+    if not starts:
+        return [], cursor
+    start = text.find(piece[:80], cursor)
+    if start < 0:
+        start = max(text.find(piece[:80]), cursor)
+    end = start + len(piece)
+    first = max((page for offset, page in starts if offset <= start), default=starts[0][1])
+    pages = [first] + [page for offset, page in starts if start < offset < end]
+    return sorted(set(pages)), start + 1

@@ -25,7 +25,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from assistant.index import ingest
 
-    report = ingest(args.paths, _settings(args), kind=args.kind, fmt=args.format,
+    report = ingest(args.paths, _settings(args).with_overrides(ocr=args.ocr or None),
+                    kind=args.kind, fmt=args.format,
                     rebuild=args.rebuild, progress=not args.quiet)
     print(report.summary())
     return 0
@@ -152,8 +153,12 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     p = with_index(sub.add_parser("ingest", help="load, chunk, embed and store documents"))
-    p.add_argument("paths", nargs="+", help="files or folders (.md, .jsonl, PubMedQA/BioASQ .json)")
+    p.add_argument("paths", nargs="+", help="files or folders (.md, .jsonl, PubMedQA/BioASQ "
+                   ".json, .pdf, .html); a folder's documents.yaml or documents.csv gives its "
+                   "PDFs' and web pages' titles, kinds, years, URLs, DOIs")
     p.add_argument("--kind", choices=["guideline", "research"], help="override the documents' kind")
+    p.add_argument("--ocr", action="store_true",
+                   help="read PDF pages without text (scans) with tesseract")
     p.add_argument("--format", choices=FORMATS, default="auto")
     p.add_argument("--rebuild", action="store_true", help="re-embed everything into a fresh index")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -267,7 +267,8 @@ class ExtractiveComposer:
                 if all(p.passage_id != passage_id for p in ref.passages):
                     ref.passages.append(CitedPassage(
                         passage_id=passage_id, section=hit.passage.section,
-                        text=hit.passage.text, score=round(hit.score, 4)))
+                        text=hit.passage.text, score=round(hit.score, 4),
+                        pages=hit.passage.pages, anchor=hit.passage.anchor))
                 if ref.number not in numbers:
                     numbers.append(ref.number)
             statement.citations = sorted(numbers)

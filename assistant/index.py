@@ -71,12 +71,13 @@ class DocumentInfo:
     path: str
     hash: str
     passages: int
+    fingerprint: str = ""  # PDF and web page: what the file was read from (readers.py)
 
     @classmethod
     def from_document(cls, doc: Document, digest: str, passages: int) -> "DocumentInfo":
         return cls(id=doc.id, title=doc.title, kind=doc.kind, source=doc.source, year=doc.year,
                    url=doc.url, pmid=doc.pmid, doi=doc.doi, path=doc.path, hash=digest,
-                   passages=passages)
+                   passages=passages, fingerprint=doc.fingerprint)
 
 
 @dataclass
@@ -125,7 +126,11 @@ PASSAGE_TEXT_VERSION = 2
 
 
 def document_hash(doc: Document, params: dict) -> str:
-    content = doc.model_dump(exclude={"path"})
+    # Where sections are (pages, anchors) is part of the hash only where a document has it,
+    # so documents of the other formats keep the hash they had before it existed.
+    exclude = {"path", "fingerprint"} | {
+        name for name in ("section_pages", "section_anchors") if not getattr(doc, name)}
+    content = doc.model_dump(exclude=exclude)
     blob = json.dumps([content, params, PASSAGE_TEXT_VERSION], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -337,7 +342,17 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
     started = time.perf_counter()
     index_path = Path(settings.index_path)
     report = IngestReport(index_path=index_path)
-    documents, report.skipped = load_paths(paths, kind=kind, fmt=fmt)
+    previous = None
+    if not rebuild and Index.current_build(index_path) is not None:
+        previous = Index.open(index_path)
+    # PDFs and web pages whose file, sidecar entry and options are unchanged are not read
+    # again (reading a PDF costs more than hashing it); their passages are kept.
+    known = {str(Path(info.path).resolve()): info.fingerprint
+             for info in (previous.documents.values() if previous else []) if info.fingerprint}
+    unchanged_files: set[str] = set()
+    documents, report.skipped = load_paths(paths, kind=kind, fmt=fmt,
+                                           ocr=settings.ocr_language if settings.ocr else None,
+                                           known=known, unchanged=unchanged_files)
 
     embedder = load_embedder(settings.embedder, settings.device, settings.embed_batch_size,
                              settings.embed_precision)
@@ -346,16 +361,14 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
                           f"{settings.embedder!r} window of {embedder.max_tokens} tokens")
     params = _manifest_settings(settings, embedder)
 
-    previous = None
-    if not rebuild and Index.current_build(index_path) is not None:
-        previous = Index.open(index_path)
+    if previous is not None:
         old_params = {k: previous.manifest.get(k) for k in params}
         if old_params != params:
             raise IndexMismatchError(
                 f"index {index_path} was built with {old_params}, the settings ask for "
                 f"{params}: use --rebuild to re-embed everything, or another --index"
             )
-    if not documents and previous is None:
+    if not documents and not unchanged_files and previous is None:
         raise IngestError("no documents could be loaded; nothing was written\n"
                           + "\n".join(f"  {e}" for e in report.skipped))
 
@@ -372,7 +385,10 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
     for doc_id, info in old_docs.items():
         if doc_id in loaded_ids:
             continue
-        if _under(info.path, roots) and Path(info.path).resolve() not in failed:
+        if str(Path(info.path).resolve()) in unchanged_files:
+            report.unchanged.append(doc_id)
+            kept.append(info)
+        elif _under(info.path, roots) and Path(info.path).resolve() not in failed:
             report.removed.append(doc_id)
         else:
             kept.append(info)  # from other paths, or its file failed to load this time

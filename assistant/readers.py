@@ -12,6 +12,14 @@ Formats
 - PubMedQA ``ori_pqal.json`` (one research document per PMID: the abstract without its
   conclusion, which is the gold answer) and BioASQ Task B golden JSON (one research
   document per PMID: its gold snippets, the title snippet as title).
+- PDF (``assistant/pdf.py``) and web pages, ``.html``/``.htm`` (``assistant/html.py``):
+  headings become section titles, references lists are left out, and each section keeps
+  its pages (PDF) or anchor (web page) for citations. Their metadata comes from a sidecar
+  beside them, ``documents.yaml`` (or ``.yml``) mapping each file name to its fields, or
+  ``documents.csv`` with a ``file`` column and one column per field; then from the file
+  itself (the PDF's title; a web page's <title>, citation_* and Dublin Core meta tags,
+  ``<meta name="kind">``); ``--kind`` gives the kind of them all. A PDF without text
+  (a scan) is read with tesseract when asked (``ocr``: its language).
 
 A file that cannot be read becomes a LoadError naming the file and the problem; the
 other files still load.
@@ -19,19 +27,26 @@ other files still load.
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
-from assistant.types import Document, Kind, untitled_name
+from assistant.types import Block, Document, Kind, untitled_name
 
-FORMATS = ("auto", "markdown", "pdq", "jsonl", "pubmedqa", "bioasq")
-_SUFFIXES = {".md", ".markdown", ".jsonl", ".json"}
+FORMATS = ("auto", "markdown", "pdq", "jsonl", "pubmedqa", "bioasq", "pdf", "html")
+_SUFFIXES = {".md", ".markdown", ".jsonl", ".json", ".pdf", ".html", ".htm"}
+SIDECARS = ("documents.yaml", "documents.yml", "documents.csv")
+# Part of every PDF and web page's fingerprint: when the way they are read changes, the
+# next ingest reads them again.
+READER_VERSION = 1
 
 
 @dataclass
@@ -48,16 +63,32 @@ class DocumentError(ValueError):
 
 
 def load_paths(
-    paths: Iterable[str | Path], kind: Kind | None = None, fmt: str = "auto"
+    paths: Iterable[str | Path], kind: Kind | None = None, fmt: str = "auto",
+    ocr: str | None = None, known: dict[str, str] | None = None, unchanged: set[str] | None = None,
 ) -> tuple[list[Document], list[LoadError]]:
-    """Load every supported file under ``paths``; ``kind`` overrides the documents' kind."""
+    """Load every supported file under ``paths``; ``kind`` overrides the documents' kind;
+    ``ocr`` (tesseract's language, e.g. "eng") reads scanned PDF pages.
+
+    ``known`` maps resolved file paths to the fingerprints they had when last read: a PDF
+    or web page whose fingerprint is the same is not read again, and its path is added
+    to ``unchanged``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     documents: dict[str, Document] = {}
     errors: list[LoadError] = []
     for file in _files(paths, errors):
         try:
-            loaded = list(load_file(file, fmt))
+            file_fmt = _detect(file) if fmt == "auto" else fmt
+            if file_fmt in ("pdf", "html"):
+                meta = sidecar_entry(file)
+                fingerprint = file_fingerprint(file, meta, kind, ocr)
+                if known and known.get(str(file.resolve())) == fingerprint:
+                    if unchanged is not None:
+                        unchanged.add(str(file.resolve()))
+                    continue
+                loaded = [_load_pdf_or_html(file, file_fmt, meta, kind, ocr, fingerprint)]
+            else:
+                loaded = list(load_file(file, file_fmt))
         except (DocumentError, ValidationError, OSError, UnicodeDecodeError) as exc:
             errors.append(LoadError(str(file), _describe(exc)))
             continue
@@ -97,7 +128,8 @@ def _files(paths: Iterable[str | Path], errors: list[LoadError]) -> Iterator[Pat
         if path.is_dir():
             yield from sorted(
                 p for p in path.rglob("*")
-                if p.is_file() and p.suffix in _SUFFIXES and p.name.lower() != "readme.md"
+                if p.is_file() and p.suffix.lower() in _SUFFIXES
+                and p.name.lower() != "readme.md"
             )
         elif path.is_file():
             yield path
@@ -114,6 +146,8 @@ def load_file(path: Path, fmt: str = "auto") -> Iterator[Document]:
         "jsonl": _load_jsonl,
         "pubmedqa": _load_pubmedqa,
         "bioasq": _load_bioasq,
+        "pdf": lambda p: [_load_pdf_or_html(p, "pdf", sidecar_entry(p))],
+        "html": lambda p: [_load_pdf_or_html(p, "html", sidecar_entry(p))],
     }[fmt]
     yield from loader(path)
 
@@ -132,7 +166,12 @@ def _detect(path: Path) -> str:
                             "for the project's own documents")
     if path.suffix in (".md", ".markdown"):
         return "markdown"  # PDQ files are told apart after reading the front matter
-    raise DocumentError(f"unsupported file type {path.suffix!r}; use .md, .jsonl or .json")
+    if path.suffix.lower() == ".pdf":
+        return "pdf"
+    if path.suffix.lower() in (".html", ".htm"):
+        return "html"
+    raise DocumentError(f"unsupported file type {path.suffix!r}; use .md, .jsonl, .json, "
+                        ".pdf or .html")
 
 
 # --- Markdown ------------------------------------------------------------------------
@@ -317,3 +356,134 @@ def _load_bioasq(path: Path) -> Iterator[Document]:
             kind="research", source="PubMed", pmid=pmid, url=pubmed_url(pmid),
             path=str(path), sections=[("Abstract excerpts", "\n\n".join(body))],
         )
+
+
+# --- PDF and web pages ------------------------------------------------------------------
+
+_FIELDS = ("id", "title", "kind", "source", "year", "url", "pmid", "doi")
+_REFERENCES = re.compile(r"^(references?|bibliography|works cited|literature cited|"
+                         r"cited literature|reference list)$", re.I)
+
+
+@lru_cache(maxsize=64)
+def _sidecar(folder: Path, _mtime: float) -> dict[str, dict]:
+    """The metadata of a folder's PDFs and web pages, by file name (see the module doc)."""
+    for name in SIDECARS:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            if path.suffix == ".csv":
+                with path.open(encoding="utf-8", newline="") as f:
+                    rows = list(csv.DictReader(f))
+                if rows and "file" not in rows[0]:
+                    raise DocumentError(f"{path}: needs a `file` column")
+                entries = {row.pop("file"): row for row in rows}
+            else:
+                entries = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, csv.Error, UnicodeDecodeError) as exc:
+            raise DocumentError(f"{path} cannot be parsed: {exc}".splitlines()[0]) from None
+        if not isinstance(entries, dict) or not all(isinstance(v, dict) for v in entries.values()):
+            raise DocumentError(f"{path} must map each file name to its fields")
+        for file, entry in entries.items():
+            unknown = set(entry) - set(_FIELDS)
+            if unknown:
+                raise DocumentError(f"{path}: {file}: unknown field(s) {', '.join(sorted(unknown))}"
+                                    f"; use {', '.join(_FIELDS)}")
+        return {str(k): {f: v for f, v in e.items() if v not in (None, "")}
+                for k, e in entries.items()}
+    return {}
+
+
+def sidecar_entry(path: Path) -> dict:
+    """This file's fields from the sidecar in its folder, if there is one."""
+    folder = path.parent
+    mtime = max((folder / n).stat().st_mtime for n in SIDECARS if (folder / n).is_file()) \
+        if any((folder / n).is_file() for n in SIDECARS) else 0.0
+    return dict(_sidecar(folder.resolve(), mtime).get(path.name, {}))
+
+
+def file_fingerprint(path: Path, meta: dict, kind: Kind | None, ocr: str | None) -> str:
+    """What a PDF or web page was read from: its bytes, its sidecar entry, the kind and
+    OCR options, and the reader's version."""
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(json.dumps([meta, kind, ocr, READER_VERSION], sort_keys=True,
+                             default=str).encode())
+    return digest.hexdigest()
+
+
+def block_sections(blocks: list[Block]) -> tuple[list[str], list[tuple[str, str]],
+                                                  list[list[tuple[int, int]]], list[str | None]]:
+    """Headings and paragraphs into (level-1 titles, [(section path, text)], each
+    section's page starts, each section's anchor), as ``markdown_sections`` does for
+    Markdown; a references list ("References", "Bibliography") is left out up to the next
+    heading of its level or higher."""
+    h1: list[str] = []
+    path: list[tuple[int, str, str | None]] = []
+    sections: list[tuple[str, str]] = []
+    pages: list[list[tuple[int, int]]] = []
+    anchors: list[str | None] = []
+    body: list[Block] = []
+
+    def flush() -> None:
+        skipping = any(_REFERENCES.match(t) for _, t, _ in path)
+        if body and not skipping:
+            text, starts = "", []
+            for block in body:
+                text += "\n\n" if text else ""
+                for offset, page in block.pages:
+                    if not starts or starts[-1][1] != page:
+                        starts.append((len(text) + offset, page))
+                text += block.text
+            sections.append((" > ".join(t for _, t, _ in path[-2:]), text))
+            pages.append(starts)
+            anchors.append(next((a for _, _, a in reversed(path) if a), None))
+        body.clear()
+
+    for block in blocks:
+        text = block.text.strip()
+        if block.level == 0 and not _REFERENCES.match(text):
+            body.append(block)
+            continue
+        flush()
+        if block.level == 1:
+            h1.append(text)
+            path = []
+            continue
+        # A "References" line set as a paragraph: a heading just below the current one.
+        level = block.level or (path[-1][0] + 1 if path else 2)
+        path = [entry for entry in path if entry[0] < level] + [(level, text, block.anchor)]
+    flush()
+    return h1, sections, pages, anchors
+
+
+def _load_pdf_or_html(path: Path, fmt: str, meta: dict, kind: Kind | None = None,
+                      ocr: str | None = None, fingerprint: str | None = None) -> Document:
+    if fmt == "pdf":
+        from assistant.pdf import PdfError, read_pdf
+
+        try:
+            found, blocks = read_pdf(path, ocr=ocr)
+        except PdfError as exc:
+            raise DocumentError(str(exc)) from None
+    else:
+        from assistant.html import read_html
+
+        found, blocks = read_html(path)
+    h1, sections, pages, anchors = block_sections(blocks)
+    # The sidecar first, then what the file says of itself, then --kind for a missing kind.
+    fields = {k: v for k, v in found.items() if v} | meta
+    fields.setdefault("title", h1[0] if h1 else path.stem)
+    if kind is not None:
+        fields["kind"] = kind
+    if not fields.get("kind"):
+        raise DocumentError(
+            f"no kind: give --kind guideline|research, or list {path.name} with its `kind` "
+            f"in a {SIDECARS[0]} or {SIDECARS[2]} beside it")
+    if not sections:
+        raise DocumentError("no text was found in it (only headings or references?)")
+    doc = _document(fields, sections, path, path.stem)
+    doc.section_pages = pages if fmt == "pdf" else []
+    doc.section_anchors = anchors if fmt == "html" and any(anchors) else []
+    doc.fingerprint = fingerprint or file_fingerprint(path, meta, kind, ocr)
+    return doc

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     # 8.8 ms against 11.6 ms on one (benchmarks/retrieval_speed.py index, 2-core CPU).
     query_threads: int | None = Field(None, ge=1)
 
+    # Reading PDFs: a page without a text layer (a scan) is read by the local OCR engine,
+    # tesseract (Debian: tesseract-ocr), only when this is on (`assistant ingest --ocr`):
+    # OCR is slow (seconds a page) and its text is not what was printed.
+    ocr: bool = False
+    ocr_language: str = "eng"  # tesseract's language code(s), e.g. "eng+fra"
+
     # Chunking, in the embedder's own word pieces so no passage is silently truncated.
     chunk_tokens: int = Field(200, ge=32, description="passage body size in word pieces")
     chunk_overlap: int = Field(30, ge=0)

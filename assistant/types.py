@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field, model_validator
@@ -36,6 +37,19 @@ def untitled_name(pmid: str) -> str:
 UNTITLED_NAME = re.compile(r"PubMed article \d+")
 
 
+@dataclass
+class Block:
+    """What the PDF and web page readers see: a heading (level 1 = the document's title,
+    2, 3, ...) or a paragraph (level 0), with where it is in its source: ``pages`` holds
+    (character offset in ``text``, page number) where each of its pages begins (PDF),
+    ``anchor`` the id a link to its heading points at (web page)."""
+
+    text: str
+    level: int = 0
+    pages: list[tuple[int, int]] = field(default_factory=list)
+    anchor: str | None = None
+
+
 class Document(BaseModel):
     """A loaded source document, before chunking."""
 
@@ -50,6 +64,14 @@ class Document(BaseModel):
     path: str = ""  # file it was loaded from (used to detect deletions on re-ingest)
     # (section title, section text) in document order; section title may be "".
     sections: list[tuple[str, str]]
+    # Where each section lies in its source, parallel to ``sections`` (empty for formats
+    # without pages or anchors): for a PDF, (character offset, page number) where each of
+    # the section's pages begins; for a web page, the id of the section's heading.
+    section_pages: list[list[tuple[int, int]]] = []
+    section_anchors: list[str | None] = []
+    # Digest of the file and what was read with it (PDF and web page): an unchanged file
+    # is not read again on re-ingest.
+    fingerprint: str = ""
 
     @property
     def text(self) -> str:
@@ -64,6 +86,8 @@ class Passage(BaseModel):
     kind: Kind
     section: str
     text: str
+    pages: list[int] = []  # PDF pages the passage is on
+    anchor: str | None = None  # web page: the id of its section's heading
 
 
 class ScoredPassage(BaseModel):
@@ -93,6 +117,22 @@ class CitedPassage(BaseModel):
     section: str
     text: str
     score: float
+    pages: list[int] = []
+    anchor: str | None = None
+
+
+def pages_label(pages: list[int]) -> str:
+    """"p. 12", "pp. 12–13", "pp. 3, 7–9": where cited passages are in a PDF."""
+    ranges: list[list[int]] = []
+    for page in sorted(set(pages)):
+        if ranges and page == ranges[-1][1] + 1:
+            ranges[-1][1] = page
+        else:
+            ranges.append([page, page])
+    if not ranges:
+        return ""
+    parts = [str(a) if a == b else f"{a}\u2013{b}" for a, b in ranges]
+    return ("p. " if len(parts) == 1 and ranges[0][0] == ranges[0][1] else "pp. ") + ", ".join(parts)
 
 
 class Reference(BaseModel):
@@ -107,16 +147,30 @@ class Reference(BaseModel):
     doi: str | None = None
     passages: list[CitedPassage]
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def pages(self) -> list[int]:
+        """The PDF pages of the cited passages (empty for other formats)."""
+        return sorted({page for p in self.passages for page in p.pages})
+
+    @property
+    def link(self) -> str | None:
+        """The URL, pointing at the first cited section when the page has anchors."""
+        anchor = next((p.anchor for p in self.passages if p.anchor), None)
+        if self.url and anchor and "#" not in self.url:
+            return f"{self.url}#{anchor}"
+        return self.url
+
     @property
     def locator(self) -> str:
-        """PMID / DOI / URL, whichever the document has, for the reference list."""
-        parts = []
+        """Pages, PMID / DOI / URL, whichever the document has, for the reference list."""
+        parts = [pages_label(self.pages)] if self.pages else []
         if self.pmid:
             parts.append(f"PMID: {self.pmid}")
         if self.doi:
             parts.append(f"doi: {self.doi}")
-        if self.url:
-            parts.append(self.url)
+        if self.link:
+            parts.append(self.link)
         return ". ".join(parts)
 
 

@@ -77,11 +77,32 @@ function sourceLine(ref) {
   return [ref.kind === "guideline" ? "Guideline" : "Research", parts].filter(Boolean).join(" — ");
 }
 
+// "p. 12", "pp. 12–13", "pp. 3, 7–9": where the cited passages are in a PDF.
+function pagesLabel(pages) {
+  const ranges = [];
+  for (const page of [...new Set(pages || [])].sort((a, b) => a - b)) {
+    const last = ranges[ranges.length - 1];
+    if (last && page === last[1] + 1) last[1] = page; else ranges.push([page, page]);
+  }
+  if (!ranges.length) return "";
+  const parts = ranges.map(([a, b]) => (a === b ? String(a) : a + "\u2013" + b));
+  return (parts.length === 1 && ranges[0][0] === ranges[0][1] ? "p. " : "pp. ") + parts.join(", ");
+}
+
+// A web page's section: its URL with the anchor of the cited heading.
+function anchorLink(ref, anchor) {
+  if (!anchor || !ref.url || !/^https?:\/\//.test(ref.url) || ref.url.includes("#")) return null;
+  return ref.url + "#" + encodeURIComponent(anchor);
+}
+
 function locatorNodes(ref) {
   const nodes = [];
+  if (ref.pages && ref.pages.length) nodes.push(el("span", { class: "pages" }, pagesLabel(ref.pages) + "."));
   if (ref.pmid) nodes.push(el("a", { href: "https://pubmed.ncbi.nlm.nih.gov/" + encodeURIComponent(ref.pmid) + "/", target: "_blank", rel: "noopener" }, "PMID: " + ref.pmid));
   if (ref.doi) nodes.push(el("a", { href: "https://doi.org/" + ref.doi, target: "_blank", rel: "noopener" }, "doi: " + ref.doi));
-  if (ref.url && /^https?:\/\//.test(ref.url)) nodes.push(el("a", { href: ref.url, target: "_blank", rel: "noopener" }, ref.url));
+  const anchored = anchorLink(ref, ((ref.passages || []).find((p) => p.anchor) || {}).anchor);
+  if (anchored) nodes.push(el("a", { href: anchored, target: "_blank", rel: "noopener" }, anchored));
+  else if (ref.url && /^https?:\/\//.test(ref.url)) nodes.push(el("a", { href: ref.url, target: "_blank", rel: "noopener" }, ref.url));
   return nodes;
 }
 
@@ -120,8 +141,14 @@ function showCitation(answer, number, passageIds) {
   const source = $("citation-source");
   source.replaceChildren(sourceLine(ref) + ". ");
   locatorNodes(ref).forEach((a) => source.append(a, " "));
-  $("citation-passages").replaceChildren(...passages.map((p) => el("blockquote", { class: "passage" },
-    p.section ? el("p", { class: "section" }, p.section) : null, el("p", {}, p.text))));
+  $("citation-passages").replaceChildren(...passages.map((p) => {
+    // Where the passage is: its section (a link to its anchor on a web page) and pages.
+    const link = anchorLink(ref, p.anchor);
+    const where = el("p", { class: "section" });
+    if (p.section) where.append(link ? el("a", { href: link, target: "_blank", rel: "noopener" }, p.section) : p.section);
+    if (p.pages && p.pages.length) where.append((p.section ? " — " : "") + pagesLabel(p.pages));
+    return el("blockquote", { class: "passage" }, where.childNodes.length ? where : null, el("p", {}, p.text));
+  }));
   $("citation").hidden = false;
 }
 
