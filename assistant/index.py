@@ -425,10 +425,11 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
         report.seconds = time.perf_counter() - started
         return report
 
-    checkpoint = EmbeddingCheckpoint(
-        index_path, f"{settings.embedder}|{embedder.precision}|{embedder.dimension}",
-        embedder.dimension)
+    checkpoint = None
     if to_embed:
+        checkpoint = EmbeddingCheckpoint(
+            index_path, f"{settings.embedder}|{embedder.precision}|{embedder.dimension}",
+            embedder.dimension)
         if settings.ingest_threads:
             import torch
 
@@ -442,8 +443,9 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
                   disable=not progress) as bar:
             for start in range(0, len(missing), step):
                 batch = missing[start:start + step]
-                vectors = embedder.embed([texts[i] for i in batch])
-                checkpoint.put([texts[i] for i in batch], vectors)
+                batch_texts = [texts[i] for i in batch]
+                vectors = embedder.embed(batch_texts)
+                checkpoint.put(batch_texts, vectors)
                 embedded.update(zip(batch, vectors))
                 bar.update(len(batch))
         passages += to_embed
@@ -475,7 +477,8 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
     from assistant import __version__
     manifest["assistant_version"] = __version__
     Index.write(index_path, manifest, infos, passages, vectors)
-    checkpoint.remove()  # the build it served is live
+    if checkpoint is not None:
+        checkpoint.remove()  # the build it served is live
     report.passages_total = len(passages)
     report.written = True
     report.seconds = time.perf_counter() - started

@@ -398,8 +398,9 @@ def _sidecar(folder: Path, _mtime: float) -> dict[str, dict]:
 def sidecar_entry(path: Path) -> dict:
     """This file's fields from the sidecar in its folder, if there is one."""
     folder = path.parent
-    mtime = max((folder / n).stat().st_mtime for n in SIDECARS if (folder / n).is_file()) \
-        if any((folder / n).is_file() for n in SIDECARS) else 0.0
+    # The sidecars' times are part of the cache key: an edited sidecar is read again.
+    mtime = max(((folder / n).stat().st_mtime for n in SIDECARS if (folder / n).is_file()),
+                default=0.0)
     return dict(_sidecar(folder.resolve(), mtime).get(path.name, {}))
 
 

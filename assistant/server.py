@@ -194,7 +194,7 @@ class Tool(BaseModel):
     type: str
 
 
-def _number(low: float, high: float | None = None) -> Any:
+def _number(low: float, high: float) -> Any:
     return Field(None, ge=low, le=high, allow_inf_nan=False)
 
 
