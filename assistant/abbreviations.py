@@ -28,6 +28,20 @@ _PAREN = re.compile(r"\s\(([A-Za-z][\w\-]{1,9})\)")
 _WORDS = re.compile(r"[A-Za-z0-9]+")
 _SHORT = re.compile(r"^(?=.*[A-Z])[A-Za-z][A-Za-z0-9\-]{1,9}$")
 _IN_QUERY = re.compile(r"(?<![\w(])[A-Za-z][A-Za-z0-9\-]{1,9}(?![\w)])")
+# A Roman numeral or letter that numbers something ("stage IV", "grade II", "phase III",
+# "type I") is not an abbreviation, though the corpus defines "IV" (intravenous).
+_NUMBERED = re.compile(r"\b(stages?|grades?|phases?|types?|class|classes|levels?|tiers?|"
+                       r"cycles?|arms?|groups?|cohorts?|parts?|zones?|lines?)\s+$", re.I)
+_NUMERAL = re.compile(r"^[IVX]{1,4}[A-Da-d]?$")
+
+
+def _abbreviations_in(query: str) -> Iterable[re.Match]:
+    for match in _IN_QUERY.finditer(query):
+        if not (_NUMERAL.match(match.group(0))
+                and _NUMBERED.search(query, 0, match.start())):
+            yield match
+
+
 # Words of a long form that need not give the short form a letter.
 _MINOR = {"of", "the", "and", "or", "in", "on", "for", "to", "with", "a", "an", "s", "by"}
 
@@ -98,7 +112,11 @@ def expand(query: str, abbreviations: dict[str, str]) -> str:
             return short
         return f"{short} ({long})"
 
-    return _IN_QUERY.sub(spell, query)
+    spelled, at = [], 0
+    for match in _abbreviations_in(query):
+        spelled += [query[at:match.start()], spell(match)]
+        at = match.end()
+    return "".join(spelled) + query[at:]
 
 
 _SPELLED = re.compile(r"\b([A-Za-z][A-Za-z0-9\-]{1,9}) \(([a-z0-9][^()]*)\)")
@@ -107,6 +125,32 @@ _SPELLED = re.compile(r"\b([A-Za-z][A-Za-z0-9\-]{1,9}) \(([a-z0-9][^()]*)\)")
 def unspelled(text: str) -> str:
     """A query without the long forms that ``expand`` added (they are lower case)."""
     return _SPELLED.sub(r"\1", text)
+
+
+# Abbreviations that clinicians type and a corpus may use only written out (the PDQ
+# summaries never define "HCL"): spelled out, for BM25 too, only when the corpus defines
+# no sense of its own. Only forms with one meaning in clinical oncology.
+COMMON = {
+    "HCL": "hairy cell leukemia", "CML-CP": "chronic myeloid leukemia in chronic phase",
+    "ED-SCLC": "extensive-stage small cell lung cancer",
+    "LS-SCLC": "limited-stage small cell lung cancer", "DLBCL": "diffuse large B-cell lymphoma",
+    "MCL": "mantle cell lymphoma", "MZL": "marginal zone lymphoma",
+    "PTCL": "peripheral T-cell lymphoma", "CTCL": "cutaneous T-cell lymphoma",
+    "cHL": "classic Hodgkin lymphoma", "NHL": "non-Hodgkin lymphoma",
+    "MDS": "myelodysplastic syndromes", "MPN": "myeloproliferative neoplasms",
+    "APL": "acute promyelocytic leukemia", "LGG": "low-grade glioma",
+    "HGG": "high-grade glioma", "GBM": "glioblastoma", "HCC": "hepatocellular carcinoma",
+    "RCC": "renal cell carcinoma", "NSCLC": "non-small cell lung cancer",
+    "SCLC": "small cell lung cancer", "CRC": "colorectal cancer", "TNBC":
+    "triple-negative breast cancer", "GIST": "gastrointestinal stromal tumor",
+    "PRBC": "packed red blood cells", "ESA": "erythropoiesis-stimulating agent",
+    "ANC": "absolute neutrophil count", "CXR": "chest x-ray", "TMZ": "temozolomide",
+    "NK1": "neurokinin-1", "RRSO": "risk-reducing salpingo-oophorectomy",
+    "SLNB": "sentinel lymph node biopsy", "ADT": "androgen deprivation therapy",
+    "SBRT": "stereotactic body radiation therapy",
+    "TACE": "transarterial chemoembolization", "HSCT": "hematopoietic stem cell transplant",
+    "ASCT": "autologous stem cell transplant", "MRD": "minimal residual disease",
+}
 
 
 @dataclass
@@ -125,6 +169,8 @@ class Reading:
     senses: dict[str, str]
     unclear: tuple[str, ...] = ()
     other_sense_docs: frozenset[str] = frozenset()
+    # Long forms from COMMON (the corpus defines no sense): BM25 searches them too.
+    written: tuple[str, ...] = ()
 
     def spell_out(self, text: str) -> str:
         return expand(text, self.senses)
@@ -170,11 +216,15 @@ class Abbreviations:
 
     def read(self, query: str, embed: Callable[[list[str]], np.ndarray]) -> Reading:
         """The sense of each of the query's abbreviations that its context fits."""
-        shorts = [s for s in dict.fromkeys(_IN_QUERY.findall(query)) if s in self.senses]
+        typed = list(dict.fromkeys(m.group(0) for m in _abbreviations_in(query)))
+        written = {s: COMMON[s] for s in typed if s not in self.senses and s in COMMON
+                   and COMMON[s] not in query.lower()}
+        shorts = [s for s in typed if s in self.senses]
         if not shorts:
-            return Reading({})
+            return Reading(written, written=tuple(written.values()))
         if self.vectors is None:  # no passage vectors: the most frequent sense
-            return Reading({s: self[s] for s in shorts})
+            return Reading({s: self[s] for s in shorts} | written,
+                           written=tuple(written.values()))
         # Each abbreviation is read in the query with the others spelled out in their
         # most frequent sense ("HD in children: ABVD?" needs ABVD's drugs), and, where
         # the corpus knows several senses, without itself: the embedder has its own
@@ -203,4 +253,5 @@ class Abbreviations:
             meant = {doc for i, s in enumerate(senses) if same[best, i] for doc in s.docs}
             others |= {doc for i, s in enumerate(senses) if not same[best, i]
                        for doc in s.docs} - meant
-        return Reading(chosen, tuple(unclear), frozenset(others))
+        return Reading(chosen | written, tuple(unclear), frozenset(others),
+                       tuple(written.values()))

@@ -103,10 +103,11 @@ class Assistant:
         expanded = reading.spell_out(standalone.text)
         lexical = standalone.text if expanded != standalone.text else None
         # A named category ("solid tumours") is searched by BM25 with its members too:
-        # the passages name the disease, not the category (categories.py).
-        members = " ".join(c.search_terms for c in named_in(standalone.text))
-        if members:
-            lexical = f"{standalone.text} {members}"
+        # the passages name the disease, not the category (categories.py); and so is an
+        # abbreviation that the corpus only writes out ("HCL").
+        also = [c.search_terms for c in named_in(standalone.text)] + list(reading.written)
+        if also:
+            lexical = " ".join([standalone.text, *also])
         # A follow-up leans towards what the previous answer cited.
         cited = frozenset(turns[-1].cited) if turns and standalone.focus else frozenset()
         return SearchQuery(

@@ -70,8 +70,12 @@ def spell_shorthand(text: str) -> str:
     return _SHORTHAND.sub(lambda m: SHORTHAND[m.group(1)], text)
 
 
+# Contractions ("he's", "there's", "he'd") would leave a stray "s" or "d" as a word.
+_CONTRACTION = re.compile(r"(?<=[A-Za-z])['’](s|d|re|ll|ve|m)\b", re.I)
+
+
 def content_words(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text) if w.lower() not in _STOP]
+    return [w for w in _WORD.findall(_CONTRACTION.sub("", text)) if w.lower() not in _STOP]
 
 
 def needs_context(question: str, stands_alone: Callable[[str], bool] | None = None) -> bool:
@@ -105,10 +109,47 @@ def head_of(query: str) -> str:
     return " ".join(words[:MAX_TOPIC_WORDS])
 
 
+_SENTENCE_BREAK = re.compile(r"(?<=[.?!])\s+")
+# Case details that say which patient, not what the case is about: ages and sexes ("58F"),
+# values and units ("1.5 cm"), the words that introduce them.
+_CASE_WORDS = {
+    "newly", "new", "diagnosed", "diagnosis", "clinically", "presents", "presenting",
+    "history", "fit", "working", "otherwise", "healthy", "well", "year", "years", "old",
+    "yo", "male", "female", "man", "woman", "boy", "girl", "no", "not", "cm", "mm", "kg",
+    "mg", "ml", "days", "day", "weeks", "months", "ago", "who", "now",
+}
+
+
+def split_vignette(text: str) -> tuple[str, str]:
+    """The case and the question of a vignette ("58F, Merkel cell cancer of the cheek,
+    1.5 cm. Is SLNB indicated?" -> case, "Is SLNB indicated?"); ("", text) when the text
+    is not a case followed by a question."""
+    sentences = [s for s in _SENTENCE_BREAK.split(text.strip()) if s]
+    asks = [s for s in sentences if s.endswith("?")]
+    if len(sentences) < 2 or not asks or len(asks) == len(sentences):
+        return "", text
+    return " ".join(s for s in sentences if not s.endswith("?")), " ".join(asks)
+
+
+def case_entities(case: str) -> list[str]:
+    """A case's clinical entities: its content words without ages, sexes, values, units
+    and the laboratory names that precede a value ("creatinine 2.8")."""
+    words = _WORD.findall(case)
+    return [w for i, w in enumerate(words)
+            if not w[0].isdigit() and w.lower() not in _CASE_WORDS
+            and w.lower() not in _STOP
+            and not (i + 1 < len(words) and words[i + 1][0].isdigit())]
+
+
 def subject_words(turn: Turn) -> list[str]:
     """The words that carry an earlier turn's subject: its standalone query's content
-    words, without spelled-out abbreviations (they are spelled out again)."""
+    words, without spelled-out abbreviations (they are spelled out again). A vignette's
+    subject is its question and its case's clinical entities, not its opening "58F,
+    newly diagnosed ...", which would fill the topic before the disease is reached."""
     text = unspelled(turn.standalone_query or turn.question)
+    case, ask = split_vignette(text)
+    if case:
+        return content_words(ask) + case_entities(case)
     return content_words(text)
 
 
@@ -122,7 +163,12 @@ def conversation_topic(history: Sequence[Turn], question: str = "") -> str:
     then only the head is kept; an ellipsis ("second line?" after "1L tx for HCL?") keeps
     the rest of the previous question, where its disease often is."""
     if _PRONOUNS & {w.lower() for w in _WORD.findall(question)}:
-        return head_of(unspelled(history[-1].standalone_query or history[-1].question))
+        previous = unspelled(history[-1].standalone_query or history[-1].question)
+        case, ask = split_vignette(previous)
+        if case:  # "it" is what the case's question is about; "her" the case's patient
+            words = content_words(head_of(ask)) + case_entities(case)
+            return " ".join(list(dict.fromkeys(words))[:MAX_TOPIC_WORDS])
+        return head_of(previous)
     words = subject_words(history[-1])
     if len(history) > 1:
         words = words[:MAX_TOPIC_WORDS // 2] + subject_words(history[0])

@@ -67,6 +67,7 @@ _FRAMING = {
     "there", "this", "that", "these", "those", "get", "any", "also", "still", "now", "yes",
 }
 _NUMBER = re.compile(r"^\d+([.,]\d+)?$")
+_NEGATION = re.compile(r"^(a|an|non-?|un)(\w{4,})$")
 # Stems that name one population ("child" and "children" stem apart).
 _SAME_POPULATION = {"children": "child", "childhood": "child", "pediatr": "child",
                     "paediatr": "child", "kid": "child", "women": "woman", "men": "man",
@@ -104,10 +105,13 @@ class Scope:
         return f"Not found in the evidence quoted here: {_or(self.missing)}."
 
 
-def rarest(terms: Sequence[tuple[str, float, bool]]) -> tuple[str, float, bool] | None:
-    """The rarest word the corpus uses, codes aside (a word it never uses is the unknown-
-    name rule's), as (word, share, held by the evidence)."""
-    named = [t for t in terms if not _coded(t[0]) and t[1] > 0]
+def rarest(terms: Sequence[tuple[str, float, bool]], everyday: set[str] = frozenset()
+           ) -> tuple[str, float, bool] | None:
+    """The rarest word the corpus uses, codes and everyday words aside (a word it never
+    uses is the unknown-name rule's; "happen" or "watery" is rare in a corpus of
+    abstracts but says nothing of the subject), as (word, share, held by the evidence)."""
+    named = [t for t in terms if not _coded(t[0]) and t[1] > 0
+             and t[0].lower() not in everyday]
     return min(named, key=lambda t: t[1]) if named else None
 
 
@@ -141,6 +145,10 @@ class ScopeJudge:
         "pembrolizumab"); abbreviations, codes and words with digits aside."""
         word = typed.lower()
         if share > 0 or len(word) < 4 or _coded(typed) or word in self.everyday:
+            return False
+        # A negation of a word the corpus uses ("afebrile", "nonsmoker") is no new name.
+        negated = _NEGATION.match(word)
+        if negated and any(self.share.get(s, 0.0) > 0 for s in self.stem(negated.group(2))):
             return False
         at = bisect.bisect_left(self.vocabulary, word)
         return not (at < len(self.vocabulary) and self.vocabulary[at].startswith(word))
@@ -182,7 +190,7 @@ class ScopeJudge:
         missing = [typed for typed, share, held in terms
                    if not held and share < NAMED_MISSING_SHARE and not _coded(typed)]
         unknown = [typed for typed, share, _ in terms if self.never_used(typed, share)]
-        rare = rarest(terms)
+        rare = rarest(terms, self.everyday)
         rarest_missing = rare is not None and not rare[2] and rare[1] < RARE_SHARE
         reason = ("species" if species else
                   "administrative" if _ADMINISTRATIVE.search(question) else

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from assistant.abbreviations import Abbreviations, mine
+from assistant.abbreviations import Abbreviations, expand, mine
 
 SENSE_PASSAGES = {
     ("CRS", "cytokine release syndrome"): [
@@ -199,3 +199,28 @@ def test_benchmark_corpus_abbreviations_take_the_sense_of_their_context():
         assert taken != never, (question, reading)
         if meant:
             assert taken == meant, (question, reading)
+
+
+def test_a_numbered_stage_or_grade_is_not_an_abbreviation(senses, embedder):
+    """"IV" is intravenous in the corpus; "stage IV" and "grade III" number things."""
+    words = {"IV": "intravenous", "CRS": "cytokine release syndrome"}
+    assert expand("stage IV classic Hodgkin; IV iron; grade III CRS; phase IIIb", words) == (
+        "stage IV classic Hodgkin; IV (intravenous) iron; grade III CRS (cytokine release "
+        "syndrome); phase IIIb")
+
+
+def test_a_common_abbreviation_the_corpus_never_defines_is_spelled_out_for_bm25_too(
+        senses, embedder):
+    """The PDQ summaries write "hairy cell leukemia" and never define "HCL"."""
+    reading = senses.read("1L treatment for HCL?", embedder.embed)
+    assert reading.senses["HCL"] == "hairy cell leukemia"
+    assert reading.written == ("hairy cell leukemia",)
+    # A sense the corpus defines wins over the common one.
+    assert senses.read("Anticoagulant for PE in a patient with cancer?",
+                       embedder.embed).written == ()
+
+
+def test_hcl_is_searched_as_hairy_cell_leukemia_by_both_retrievers(starter_assistant):
+    query, _ = starter_assistant.search_query("first-line treatment for HCL?", [])
+    assert "HCL (hairy cell leukemia)" in query.text
+    assert "hairy cell leukemia" in query.lexical

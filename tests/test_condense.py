@@ -78,3 +78,28 @@ def test_follow_up_leans_towards_what_the_previous_answer_cited(starter_assistan
     # A prior, not a cage: more of the cited documents, not only them.
     assert share_cited(with_prior) >= share_cited(without)
     assert share_cited(with_prior) < 1.0
+
+
+def test_a_vignettes_subject_is_its_question_and_its_disease_not_its_opening():
+    vignette = "35F BRCA2 carrier, no family history of early ovarian cancer. When should she have RRSO?"
+    first = Turn(question=vignette, standalone_query=vignette)
+    # "it" is what the case's question is about; "her", the case's patient.
+    searched = condense("Does it also cut her breast ca risk?", [first])
+    assert searched.text.startswith("cut breast cancer risk — ")
+    assert "RRSO" in searched.text and "BRCA2" in searched.text
+    assert "35F" not in searched.text and "When" not in searched.text
+    merkel = ("58F, newly diagnosed Merkel cell cancer of the cheek, 1.5 cm, clinically N0. "
+              "Is SLNB indicated?")
+    topic = conversation_topic([Turn(question=merkel, standalone_query=merkel)])
+    assert "Merkel" in topic and not {"58F", "1.5", "cm", "newly"} & set(topic.split())
+    # A laboratory value and its name are case details, not the subject.
+    myeloma = "61M, new multiple myeloma, creatinine 2.8, fit. Transplant first line?"
+    topic = conversation_topic([Turn(question=myeloma, standalone_query=myeloma)])
+    assert topic.startswith("Transplant first line") and "myeloma" in topic
+    assert "creatinine" not in topic and "61M" not in topic
+
+
+def test_contractions_leave_no_stray_letters():
+    first = Turn(question="1L tx for ED-SCLC?", standalone_query="first-line treatment for ED-SCLC?")
+    searched = condense("PCI still indicated if he's in CR?", [first])
+    assert " s " not in f" {searched.text} " and "PCI" in searched.text
