@@ -14,7 +14,7 @@ from pathlib import Path
 from assistant.compose import ExtractiveComposer
 from assistant.abbreviations import Abbreviations
 from assistant.categories import named_in
-from assistant.condense import SearchQuery, condense
+from assistant.condense import SearchQuery, condense, conversation_population
 from assistant.embedding import load_embedder
 from assistant.index import Index
 from assistant.retrieval import Retriever, lexical_words
@@ -113,7 +113,7 @@ class Assistant:
         return SearchQuery(
             expanded, standalone.focus and reading.spell_out(standalone.focus),
             lexical=lexical, other_sense_docs=reading.other_sense_docs,
-            cited_docs=cited), note
+            cited_docs=cited, population=conversation_population(question, turns)), note
 
     def stands_alone(self, text: str) -> bool:
         """Whether a follow-up's own words find evidence by themselves (condense.py)."""

@@ -33,6 +33,7 @@ from assistant.sentence_scoring import (
     advice,
     asks_about_studies,
     features,
+    quantity_asked,
 )
 from assistant.sentences import passage_sentences, quotable, split_sentences
 from assistant.settings import Settings
@@ -53,6 +54,9 @@ __all__ = ["ExtractiveComposer", "split_sentences", "Candidate", "candidates_of"
 
 SENTENCE_CACHE = 50_000
 SUBJECT_SHARE = 0.5  # of the subject's words, when the question names a disease category
+# A sentence without the dose or rate that the question asks for scores this share of its
+# score: it can still lead when nothing states one. A design value, not fitted.
+QUANTITY_MISSING = 0.6
 # Passages around a passage in its document: (text before, text after), same section.
 Neighbours = Callable[[Passage], tuple[str | None, str | None]]
 
@@ -130,10 +134,11 @@ class ExtractiveComposer:
         return vectors
 
     def score(self, standalone_query: str, query_vector: np.ndarray,
-              found: dict[Kind, list[ScoredPassage]], documents: dict[str, DocumentInfo]
-              ) -> tuple[list[Candidate], np.ndarray, np.ndarray]:
+              found: dict[Kind, list[ScoredPassage]], documents: dict[str, DocumentInfo],
+              question: str = "") -> tuple[list[Candidate], np.ndarray, np.ndarray]:
         """The candidate sentences, their vectors and their feature rows, each candidate's
-        ``similarity`` and ``score`` set."""
+        ``similarity`` and ``score`` set. ``question``, as typed, says whether a dose or a
+        rate is asked for (its own words: a follow-up's topic may hold "dose")."""
         candidates = candidates_of(found, self.neighbours)
         vectors = self._embed([c.text for c in candidates])
         weights = _query_term_weights(standalone_query, found)
@@ -171,8 +176,10 @@ class ExtractiveComposer:
                 position=c.position,
                 sentences=c.sentences, section=c.hit.passage.section)))
         rows = np.array(rows, dtype=np.float64).reshape(len(candidates), len(FEATURES))
+        wanted = quantity_asked(question or standalone_query)
         for c, p in zip(candidates, self.scorer.score(rows)):
-            c.score = float(p)
+            c.score = float(p) * (1.0 if wanted is None or wanted.search(c.text)
+                                  else QUANTITY_MISSING)
         return candidates, vectors, rows
 
     def select(self, candidates: list[Candidate], vectors: np.ndarray,
@@ -211,7 +218,8 @@ class ExtractiveComposer:
     def compose(self, question: str, standalone_query: str, query_vector: np.ndarray,
                 found: dict[Kind, list[ScoredPassage]],
                 documents: dict[str, DocumentInfo], shown: Sequence[str] = ()) -> Answer:
-        candidates, vectors, _ = self.score(standalone_query, query_vector, found, documents)
+        candidates, vectors, _ = self.score(standalone_query, query_vector, found, documents,
+                                            question)
         chosen = self.select(candidates, vectors, shown)
 
         s = self.settings

@@ -148,8 +148,8 @@ def subject_words(turn: Turn) -> list[str]:
     newly diagnosed ...", which would fill the topic before the disease is reached."""
     text = unspelled(turn.standalone_query or turn.question)
     case, ask = split_vignette(text)
-    if case:
-        return content_words(ask) + case_entities(case)
+    if case:  # the disease first: an ellipsis ("Adjuvant RT dose?") needs it most
+        return case_entities(case) + content_words(ask)
     return content_words(text)
 
 
@@ -177,6 +177,36 @@ def conversation_topic(history: Sequence[Turn], question: str = "") -> str:
     return " ".join(kept[:MAX_TOPIC_WORDS])
 
 
+_CHILD = re.compile(
+    r"\b(child|children|childhood|pediatric|paediatric|kids?|infants?|toddlers?|newborns?|"
+    r"neonat\w*|adolescents?|boys?|girls?|teen(ager)?s?)\b", re.I)
+_ADULT = re.compile(r"\b(adults?|postmenopausal|elderly)\b", re.I)
+# "58F", "61M", "9yo", "14-year-old", "9 y/o"
+_AGE = re.compile(r"\b(\d{1,3}) ?(?:[MF]\b|yo\b|y/o\b|-?years?-old\b|years? old\b)")
+_MONTHS_OLD = re.compile(r"\b\d{1,2}[- ]?(mo|months?)[- ]old\b", re.I)
+ADULT_AGE = 18
+
+
+def population_of(text: str) -> str | None:
+    """Whom a question is about, "child" or "adult", when it says so (an age, "in
+    children", "adults"); None when it does not."""
+    ages = [int(m.group(1)) for m in _AGE.finditer(text)]
+    if _MONTHS_OLD.search(text) or any(a < ADULT_AGE for a in ages) or _CHILD.search(text):
+        return "child"
+    if ages or _ADULT.search(text):
+        return "adult"
+    return None
+
+
+def conversation_population(question: str, history: Sequence[Turn]) -> str | None:
+    """The question's population, else the latest one the conversation named: "Wants to
+    stop TKI?" after "61M, CML ..." is about an adult."""
+    for text in [question, *(t.question for t in reversed(history))]:
+        if population := population_of(text):
+            return population
+    return None
+
+
 @dataclass(frozen=True)
 class SearchQuery:
     """What is searched: the standalone query, and for a follow-up its own words (the
@@ -193,6 +223,9 @@ class SearchQuery:
     # Documents the previous answer cited: a follow-up's passages from them rank a little
     # higher (Settings.cited_prior), a prior and not a cage.
     cited_docs: frozenset[str] = frozenset()
+    # "child" or "adult" when the conversation says: documents written for the other
+    # population rank a little lower (Settings.population_prior).
+    population: str | None = None
 
 
 def condense(question: str, history: Sequence[Turn],

@@ -139,6 +139,10 @@ def lexical_words(text: str) -> list[str]:
     return token_words(lexical_tokens([text]))[0]
 
 
+_CHILD_TITLE = re.compile(r"\b(childhood|pediatric|paediatric|children|adolescents?)\b", re.I)
+_ADULT_TITLE = re.compile(r"\badults?\b", re.I)
+
+
 def stems(text: str) -> set[str]:
     return set(lexical_words(text))
 
@@ -154,6 +158,7 @@ class Retriever:
         counts = sum((self.lexical[kind].document_frequency for kind in KINDS), Counter())
         total = max(len(index.passages), 1)
         self.passage_share = {w: n / total for w, n in counts.items()}
+        self._written_for: dict[str, str | None] = {}
 
     def lexical_indexes(self, settings: Settings, keep: bool = True
                         ) -> dict[Kind, LexicalIndex]:
@@ -248,7 +253,7 @@ class Retriever:
         dense.sort(key=lambda r: (cosine[r], r), reverse=True)
         return Candidates(vector=vector, dense=dense, lexical=[r for _, r in lexical],
                           cosine=cosine, bm25=bm25, follow_up=bool(query.focus),
-                          cited_docs=query.cited_docs)
+                          cited_docs=query.cited_docs, population=query.population)
 
     def fuse(self, found: Candidates, top_k: int, settings: Settings | None = None
              ) -> dict[Kind, list[ScoredPassage]]:
@@ -280,12 +285,28 @@ class Retriever:
         if found.cited_docs and s.cited_prior:  # a follow-up leans towards what was cited
             fused = fused + s.cited_prior * np.array(
                 [self.index.passages[r].doc_id in found.cited_docs for r in rows])
+        if found.population and s.population_prior:
+            # An adult's question is not answered first from "Childhood CML Treatment".
+            fused = fused - s.population_prior * np.array(
+                [self.written_for(self.index.passages[r].doc_id) not in (None, found.population)
+                 for r in rows])
         for i in sorted(range(len(rows)), key=lambda i: (-fused[i], rows[i])):
             passage = self.index.passages[rows[i]]
             kept, cosine_i = hits[passage.kind], found.cosine[rows[i]]
             if len(kept) < top_k and cosine_i >= s.min_passage_score:
                 kept.append(ScoredPassage(passage=passage, score=cosine_i, fusion=float(fused[i])))
         return hits
+
+    def written_for(self, doc_id: str) -> str | None:
+        """The population a document is written for, by its title ("Childhood ...",
+        "Adult ..."); None for most."""
+        if doc_id not in self._written_for:
+            info = self.index.documents.get(doc_id)
+            title = info.title if info else ""
+            child, adult = bool(_CHILD_TITLE.search(title)), bool(_ADULT_TITLE.search(title))
+            self._written_for[doc_id] = ("child" if child and not adult else
+                                         "adult" if adult and not child else None)
+        return self._written_for[doc_id]
 
     def retrieve(self, query: str | SearchQuery, top_k: int | None = None
                  ) -> tuple[np.ndarray, dict[Kind, list[ScoredPassage]]]:
@@ -325,3 +346,4 @@ class Candidates:
     bm25: dict[int, float]  # every candidate's BM25 score (0: none of the query's words)
     follow_up: bool = False  # the query is a follow-up read with its conversation
     cited_docs: frozenset[str] = frozenset()  # what the previous answer cited
+    population: str | None = None  # "child" or "adult", when the question says

@@ -188,7 +188,8 @@ class ScopeJudge:
         # Named as missing: rare words, not codes ("58F", "SLNB": the evidence may write
         # them out, as it does "sentinel lymph node biopsy").
         missing = [typed for typed, share, held in terms
-                   if not held and share < NAMED_MISSING_SHARE and not _coded(typed)]
+                   if not held and share < NAMED_MISSING_SHARE and not _coded(typed)
+                   and typed.lower() not in self.everyday]
         unknown = [typed for typed, share, _ in terms if self.never_used(typed, share)]
         rare = rarest(terms, self.everyday)
         rarest_missing = rare is not None and not rare[2] and rare[1] < RARE_SHARE

@@ -56,6 +56,22 @@ _BIBLIOGRAPHIC = re.compile(
 _ASKS_ABOUT_STUDIES = re.compile(
     r"\b(design\w*|trials?|stud(y|ies)|methods?|enrol\w*|randomi[sz]\w*|who (reported|"
     r"published)|references?|authors?)\b", re.I)
+# A question that asks for a quantity ("Adjuvant RT dose?", "how common was severe
+# CRS?") is answered by a sentence that states one, not by one about the same treatment.
+_ASKS_DOSE = re.compile(r"(?<![\w-])(?<!high )(?<!low )(doses?|dosing|dosage)\b(?!-)", re.I)
+_ASKS_RATE = re.compile(
+    r"\b(how (common|often|likely|many|frequent\w*)|rates?|incidence|frequency|prevalence|"
+    r"proportion|percentage)\b", re.I)
+_DOSE = re.compile(r"\d\s*(Gy|cGy|mg|g|µg|mcg|IU|units?|mL)\b")
+_RATE = re.compile(r"\d\s*%|\b\d+(\.\d+)? (of|in|out of) \d|\b(hazard|odds) ratio\b|"
+                   r"\b(HR|OR|RR)\b|\brelative risk\b|\bone in\b|\bper \d")
+
+
+def quantity_asked(question: str) -> re.Pattern | None:
+    """What a sentence must state to answer a question that asks for a dose or a rate."""
+    return _DOSE if _ASKS_DOSE.search(question) else _RATE if _ASKS_RATE.search(question) else None
+
+
 _RESULT_SECTION = re.compile(r"\b(results?|findings|conclusions?|outcomes?|summary)\b", re.I)
 _METHOD_SECTION = re.compile(
     r"\b(methods?|background|objectives?|introduction|purpose|aims?|design|setting|"

@@ -195,3 +195,23 @@ def test_sentence_cache_overflow_keeps_answers_whole(starter_assistant, monkeypa
     starter_assistant.ask("What is ICANS?")
     again = starter_assistant.ask("How is cytokine release syndrome managed?")
     assert again.to_text() == first.to_text()
+
+
+def test_a_question_that_asks_for_a_dose_or_a_rate_is_answered_with_one(starter_assistant):
+    from assistant.sentence_scoring import quantity_asked
+
+    assert quantity_asked("Adjuvant RT dose?").search("50 Gy in 2-Gy fractions")
+    assert quantity_asked("Is high-dose vitamin C safe?") is None
+    assert quantity_asked("how common was severe CRS?").search("occurred in 12% of patients")
+    question = "How common is severe cytokine release syndrome after CAR T-cell therapy?"
+    answer = starter_assistant.ask(question)
+    check_invariants(answer)
+    rate = quantity_asked(question)
+    assert any(rate.search(s.text) for s in answer.statements()), answer.to_text()
+    # The best-scored sentence states a rate (without the rule, a definition of CRS).
+    query, _ = starter_assistant.search_query(question, [])
+    vector, found = starter_assistant.retriever.retrieve(query)
+    composer, documents = starter_assistant.composer, starter_assistant.index.documents
+    best = max(composer.score(query.text, vector, found, documents, question)[0],
+               key=lambda c: c.score)
+    assert rate.search(best.text), best.text
