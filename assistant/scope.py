@@ -65,9 +65,14 @@ _FRAMING = {
     "list", "describe", "name", "please", "explain", "tell", "give", "roughly", "i", "we",
     "you", "my", "our", "me", "she", "he", "her", "his", "it", "its", "they", "them", "their",
     "there", "this", "that", "these", "those", "get", "any", "also", "still", "now", "yes",
+    # Verbs and asides that frame a case's question ("when do most recurrences happen?",
+    # "wants to stop TKI. Reasonable? Next step?"): rare in abstracts, never the subject.
+    "happen", "happens", "happened", "want", "wants", "wanted", "reasonable", "next",
+    "step", "okay", "ok",
 }
 _NUMBER = re.compile(r"^\d+([.,]\d+)?$")
-_NEGATION = re.compile(r"^(a|an|non-?|un)(\w{4,})$")
+# "afebrile", "asymptomatic", "nonsmoker", "unresectable"; not "Aetna" (a vowel after "a").
+_NEGATION = re.compile(r"^(a(?=[b-df-hj-np-tv-z])|non-?|un)(\w{4,})$")
 # Stems that name one population ("child" and "children" stem apart).
 _SAME_POPULATION = {"children": "child", "childhood": "child", "pediatr": "child",
                     "paediatr": "child", "kid": "child", "women": "woman", "men": "man",
@@ -105,13 +110,10 @@ class Scope:
         return f"Not found in the evidence quoted here: {_or(self.missing)}."
 
 
-def rarest(terms: Sequence[tuple[str, float, bool]], everyday: set[str] = frozenset()
-           ) -> tuple[str, float, bool] | None:
-    """The rarest word the corpus uses, codes and everyday words aside (a word it never
-    uses is the unknown-name rule's; "happen" or "watery" is rare in a corpus of
-    abstracts but says nothing of the subject), as (word, share, held by the evidence)."""
-    named = [t for t in terms if not _coded(t[0]) and t[1] > 0
-             and t[0].lower() not in everyday]
+def rarest(terms: Sequence[tuple[str, float, bool]]) -> tuple[str, float, bool] | None:
+    """The rarest word the corpus uses, codes aside (a word it never uses is the unknown-
+    name rule's), as (word, share, held by the evidence)."""
+    named = [t for t in terms if not _coded(t[0]) and t[1] > 0]
     return min(named, key=lambda t: t[1]) if named else None
 
 
@@ -191,7 +193,7 @@ class ScopeJudge:
                    if not held and share < NAMED_MISSING_SHARE and not _coded(typed)
                    and typed.lower() not in self.everyday]
         unknown = [typed for typed, share, _ in terms if self.never_used(typed, share)]
-        rare = rarest(terms, self.everyday)
+        rare = rarest(terms)
         rarest_missing = rare is not None and not rare[2] and rare[1] < RARE_SHARE
         reason = ("species" if species else
                   "administrative" if _ADMINISTRATIVE.search(question) else

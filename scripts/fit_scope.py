@@ -33,12 +33,12 @@ RAREST_BOUNDS = [round(0.1 * i, 1) for i in range(0, 11)]
 RARE_SHARES = [0.0005, 0.001, 0.002, 0.005]  # scope.RARE_SHARE is set from the chosen one
 
 
-def _rarest(scope, everyday: set[str]) -> tuple[float, bool] | None:
+def _rarest(scope) -> tuple[float, bool] | None:
     """The question's rarest word: its share of passages, and whether the evidence holds
     it (scope.rarest)."""
     from assistant.scope import rarest
 
-    found = rarest(scope.terms, everyday)
+    found = rarest(scope.terms)
     return (found[1], found[2]) if found else None
 
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"question": question, "in_scope": in_scope, "kind": kind,
                      "coverage": round(scope.coverage, 4), "reason": scope.reason,
                      "missing": scope.missing, "terms": scope.terms,
-                     "rarest": _rarest(scope, judge.everyday)})
+                     "rarest": _rarest(scope)})
 
     def answered(row, threshold, rarest_bound, rare_share):
         rarest = row["rarest"]
