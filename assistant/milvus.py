@@ -113,7 +113,7 @@ class Meta:
         schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)
         index = self.client.prepare_index_params()
         index.add_index("unused", index_type="FLAT", metric_type="L2")
-        self.client.create_collection(self.name, schema=schema, index_params=index)
+        _create(self.client, self.name, schema, index)
         self.client.load_collection(self.name)
 
     def put(self, blob: str, text: str) -> None:
@@ -311,7 +311,14 @@ def _create_passages(client, name: str, manifest: dict, kind: Kind, settings: Se
         index.add_index("vector", index_type="FLAT", metric_type="IP")
     index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
                     params={"bm25_k1": settings.bm25_k1, "bm25_b": settings.bm25_b})
-    client.create_collection(name, schema=schema, index_params=index)
+    _create(client, name, schema, index)
+
+
+def _create(client, name: str, schema, index) -> None:
+    # The indexes without waiting for them: a new collection is empty, loading it waits
+    # anyway, and the wait asks for a timestamp that Milvus Lite does not give.
+    client.create_collection(name, schema=schema)
+    client.create_index(name, index, sync=False)
 
 
 def _drop(client, meta: Meta, prefix: str, build: str) -> None:
