@@ -71,7 +71,12 @@ def _client(settings: Settings):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
     try:
-        client = MilvusClient(uri=uri, token=token, timeout=settings.milvus_timeout_s)
+        # No keep-alive pings on an idle connection: gRPC servers with default settings
+        # (Milvus Lite's) close a connection pinged more often than every 5 minutes
+        # without calls ("too many pings"), and the client's recovery then fails.
+        client = MilvusClient(uri=uri, token=token, timeout=settings.milvus_timeout_s,
+                              grpc_options={"grpc.keepalive_time_ms": 300_000,
+                                            "grpc.keepalive_permit_without_calls": False})
         client.list_collections()
     except Exception as exc:
         raise IndexUnreachableError(

@@ -103,8 +103,13 @@ def test_a_failed_build_leaves_the_live_one(tmp_path, monkeypatch):
 def milvus_starter(starter_index, tmp_path_factory) -> Settings:
     """The starter FAISS index loaded into Milvus Lite with its vectors (--from-index)."""
     settings = milvus_settings(tmp_path_factory.mktemp("milvus"))
-    report = import_index(Index.open(starter_index), settings)
-    assert report.written and report.passages_total == len(Index.open(starter_index).passages)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ASSISTANT_STORE", "milvus")
+        env.setenv("ASSISTANT_MILVUS_URI", settings.milvus_uri)
+        assert main(["ingest", "--from-index", str(starter_index)]) == 0
+    index = MilvusIndex.open(settings)
+    assert len(index.passages) == len(Index.open(starter_index).passages)
+    assert index.manifest["documents"] == Index.open(starter_index).manifest["documents"]
     return settings
 
 
