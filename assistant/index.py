@@ -97,7 +97,8 @@ class IngestReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.where or f'index {self.index_path}'}: {len(self.added)} added, {len(self.updated)} updated, "
+            f"{self.where or f'index {self.index_path}'}: {len(self.added)} added, "
+            f"{len(self.updated)} updated, "
             f"{len(self.removed)} removed, {len(self.unchanged)} unchanged; "
             f"{self.passages_embedded} passages embedded"
             + (f" ({self.passages_reused} of them reused from an interrupted ingest)"

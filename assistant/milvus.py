@@ -188,7 +188,8 @@ class MilvusIndex(Index):
         for kind in KINDS:
             name = _collection(settings.milvus_collection, build, kind)
             client.load_collection(name)
-            for start in range(0, total, READ_ROWS):  # pages of rows: a query returns 16,384 at most
+            # Pages of rows: one query returns 16,384 rows at most.
+            for start in range(0, total, READ_ROWS):
                 rows += [(r["row"], Passage.model_validate_json(r["passage"]), r["vector"])
                          for r in client.query(name, filter=f"row >= {start} and row < "
                                                f"{start + READ_ROWS}",
@@ -217,7 +218,8 @@ class MilvusIndex(Index):
         found = self.client.search(
             self.names[kind], data=[query.astype(np.float32).tolist()], anns_field="vector",
             limit=min(k, size), output_fields=["row"],
-            search_params={"metric_type": "IP", "params": {"ef": max(self.settings.hnsw_ef_search, k)}})
+            search_params={"metric_type": "IP",
+                           "params": {"ef": max(self.settings.hnsw_ef_search, k)}})
         return self._local(kind, [hit["entity"]["row"] for hit in found[0]])
 
     def lexical_indexes(self) -> dict[Kind, "MilvusLexical"]:
@@ -235,7 +237,7 @@ class MilvusIndex(Index):
         prefix = settings.milvus_collection
         meta = Meta(client, prefix)
         meta.create()
-        build = "b" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:6]
+        build = f"b{datetime.now(timezone.utc):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:6]}"
         manifest = {**manifest, "store": "milvus", "milvus_build": build,
                     "bm25_text": settings.milvus_bm25_text,
                     "bm25_k1": settings.bm25_k1, "bm25_b": settings.bm25_b}
@@ -258,6 +260,8 @@ class MilvusIndex(Index):
                         {"row": i, "passage": passages[i].model_dump_json(),
                          "lexical": lexical[n], "vector": vectors[i].astype(np.float32).tolist()}
                         for n, i in enumerate(rows[start:start + INSERT_ROWS], start)])
+                # Flushed into a sealed segment: Milvus Lite scores BM25 over rows not yet
+                # flushed with the statistics of the rows a filter keeps, not the collection's.
                 client.flush(name)
                 client.load_collection(name)
                 stored = client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"]
@@ -311,7 +315,8 @@ def _create_passages(client, name: str, manifest: dict, kind: Kind, settings: Se
     # same graph settings); IVF-PQ has no counterpart here and is searched exactly.
     if manifest.get("index_types", {}).get(kind) == "hnsw":
         index.add_index("vector", index_type="HNSW", metric_type="IP",
-                        params={"M": settings.hnsw_m, "efConstruction": settings.hnsw_ef_construction})
+                        params={"M": settings.hnsw_m,
+                                "efConstruction": settings.hnsw_ef_construction})
     else:
         index.add_index("vector", index_type="FLAT", metric_type="IP")
     index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",

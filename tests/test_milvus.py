@@ -171,7 +171,8 @@ def test_unreachable_server_and_missing_index(tmp_path, capsys, monkeypatch):
         port = s.getsockname()[1]
     settings = milvus_settings(tmp_path, milvus_uri=f"http://127.0.0.1:{port}",
                                milvus_timeout_s=2)
-    with pytest.raises(IndexUnreachableError, match=f"cannot reach Milvus at http://127.0.0.1:{port}"):
+    with pytest.raises(IndexUnreachableError,
+                       match=f"cannot reach Milvus at http://127.0.0.1:{port}"):
         Assistant.open(settings=settings)
     monkeypatch.setenv("ASSISTANT_STORE", "milvus")
     monkeypatch.setenv("ASSISTANT_MILVUS_URI", f"http://127.0.0.1:{port}")
