@@ -314,14 +314,28 @@ def _create_passages(client, name: str, manifest: dict, kind: Kind, settings: Se
     # The FAISS store's choice per kind (flat below ann_min_passages, else HNSW with the
     # same graph settings); IVF-PQ has no counterpart here and is searched exactly.
     if manifest.get("index_types", {}).get(kind) == "hnsw":
-        index.add_index("vector", index_type="HNSW", metric_type="IP",
-                        params={"M": settings.hnsw_m,
-                                "efConstruction": settings.hnsw_ef_construction})
+        index.append(_IndexParam("vector", "HNSW", "", metric_type="IP", M=settings.hnsw_m,
+                                 efConstruction=settings.hnsw_ef_construction))
     else:
-        index.add_index("vector", index_type="FLAT", metric_type="IP")
-    index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
-                    params={"bm25_k1": settings.bm25_k1, "bm25_b": settings.bm25_b})
+        index.append(_IndexParam("vector", "FLAT", "", metric_type="IP"))
+    index.append(_IndexParam("sparse", "SPARSE_INVERTED_INDEX", "", metric_type="BM25",
+                             bm25_k1=settings.bm25_k1, bm25_b=settings.bm25_b))
     _create(client, name, schema, index)
+
+
+def _IndexParam(*args, **kwargs):
+    """An index's settings sent both ways: pymilvus 3 sends each knob as its own key (what a
+    Milvus server reads), Milvus Lite 3.2 reads them only from a JSON "params" key, and
+    without it built BM25 with k1 1.5 and b 0.75 and HNSW with its own graph settings."""
+    from pymilvus.milvus_client.index import IndexParam
+
+    class BothWays(IndexParam):
+        def get_index_configs(self) -> dict:
+            configs = dict(super().get_index_configs())
+            knobs = {k: v for k, v in configs.items() if k not in ("index_type", "metric_type")}
+            return {**configs, "params": knobs} if knobs else configs
+
+    return BothWays(*args, **kwargs)
 
 
 def _create(client, name: str, schema, index) -> None:
