@@ -38,15 +38,15 @@ from tests.server_fixtures import PG_BIN, _as_postgres, free_port  # noqa: E402
 
 
 def wait_for_port(port: int, process: subprocess.Popen, what: str, log: Path) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a server loads torch, the embedder and the index
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{what} exited; see {log}")
+            raise SystemExit(f"{what} exited:\n" + log.read_text()[-3000:])
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.3)
-    raise SystemExit(f"{what} did not listen on {port}; see {log}")
+    raise SystemExit(f"{what} did not listen on {port}:\n" + log.read_text()[-3000:])
 
 
 def start_postgres(folder: Path) -> tuple[str, callable]:
@@ -125,7 +125,8 @@ def main() -> int:
             bases.append(f"http://127.0.0.1:{port}")
         started = time.perf_counter()
         for base, process in zip(bases, processes[1:]):
-            wait_for_port(int(base.rsplit(":", 1)[1]), process, "assistant serve", folder)
+            wait_for_port(int(base.rsplit(":", 1)[1]), process, "assistant serve",
+                          folder / f"serve-{bases.index(base)}.log")
             ready = httpx.get(f"{base}/readyz", timeout=300).json()
         print(f"{args.servers} servers ready in {time.perf_counter() - started:.0f} s", flush=True)
         for base in bases:  # warm-up, not reported
