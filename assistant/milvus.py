@@ -195,7 +195,7 @@ class MilvusIndex(Index):
                                                f"{start + READ_ROWS}",
                                                output_fields=["row", "passage", "vector"])]
         rows.sort(key=lambda r: r[0])
-        if [r[0] for r in rows] != list(range(len(rows))):
+        if [r[0] for r in rows] != list(range(total)):
             raise IndexNotFoundError(f"{where}: build {build} is incomplete ({len(rows)} rows)")
         vectors = (np.array([r[2] for r in rows], dtype=np.float32) if rows
                    else np.zeros((0, manifest["dimension"]), dtype=np.float32))
