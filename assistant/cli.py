@@ -23,8 +23,19 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from assistant.index import ingest
+    from assistant.index import Index, ingest
 
+    if args.from_index:  # a FAISS build loaded into Milvus with its vectors (no embedding)
+        settings = _settings(args)
+        if settings.store != "milvus" or args.paths:
+            raise ValueError("--from-index loads a FAISS index into Milvus: set "
+                             "ASSISTANT_STORE=milvus, and give no paths")
+        from assistant.milvus import import_index
+
+        print(import_index(Index.open(args.from_index), settings).summary())
+        return 0
+    if not args.paths:
+        raise ValueError("give the files or folders to ingest (or --from-index)")
     report = ingest(args.paths, _settings(args).with_overrides(ocr=args.ocr or None),
                     kind=args.kind, fmt=args.format,
                     rebuild=args.rebuild, progress=not args.quiet)
@@ -125,6 +136,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         variants.update({("" if n == 0 else f"{path.name}+") + "rerank":
                          _open_with_its_embedder(path, reranking)
                          for n, path in enumerate(indexes)})
+    for store in args.compare_store or []:  # the same assistant on another store
+        from assistant.assistant import Assistant
+
+        variants[store] = Assistant.open(settings=_settings(args).with_overrides(store=store))
     result = evaluate(_open(args), items, baselines=args.baselines,
                       progress=not args.quiet, name=name, variants=variants)
     out = write_report(result, args.out or Path("eval/reports") / name)
@@ -134,6 +149,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     s = result.summary["assistant"]
     print(f"citation validity {s['citation_validity']:.3f}, answer shape {s['answer_shape']:.3f}, "
           f"latency p50 {s['latency_p50_ms']:.0f} ms; report: {out}/report.md")
+    if args.compare_store:
+        print(f"{_settings(args).store} store: latency p50 {s['latency_p50_ms']:.0f} ms, "
+              f"p95 {s['latency_p95_ms']:.0f} ms")
+    for store in args.compare_store or []:
+        import numpy as np
+
+        times = [r["variants"][store]["latency_ms"] for r in result.records
+                 if r.get("variants", {}).get(store, {}).get("latency_ms") is not None]
+        if times:
+            print(f"{store} store: latency p50 {np.percentile(times, 50):.0f} ms, "
+                  f"p95 {np.percentile(times, 95):.0f} ms")
     return 0
 
 
@@ -153,7 +179,7 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     p = with_index(sub.add_parser("ingest", help="load, chunk, embed and store documents"))
-    p.add_argument("paths", nargs="+", help="files or folders (.md, .jsonl, PubMedQA/BioASQ "
+    p.add_argument("paths", nargs="*", help="files or folders (.md, .jsonl, PubMedQA/BioASQ "
                    ".json, .pdf, .html); a folder's documents.yaml or documents.csv gives its "
                    "PDFs' and web pages' titles, kinds, years, URLs, DOIs")
     p.add_argument("--kind", choices=["guideline", "research"], help="override the documents' kind")
@@ -162,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="auto")
     p.add_argument("--rebuild", action="store_true", help="re-embed everything into a fresh index")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--from-index", type=Path, metavar="INDEX",
+                   help="with ASSISTANT_STORE=milvus: load this FAISS index into Milvus as it "
+                        "is, its vectors included (same embedder), instead of ingesting files")
     p.set_defaults(func=cmd_ingest)
 
     p = with_composer(with_index(sub.add_parser("ask", help="answer one question")))
@@ -205,6 +234,9 @@ def parser() -> argparse.ArgumentParser:
                    help="also score the assistant (and each --compare-index) with this "
                         "reranker (scripts/train_reranker.py), as assistant@rerank and "
                         "assistant@NAME+rerank")
+    p.add_argument("--compare-store", choices=["faiss", "milvus"], action="append",
+                   help="also score the assistant on this store (ASSISTANT_MILVUS_* settings "
+                        "name the Milvus one), as method assistant@STORE, with its latency")
     p.add_argument("--out", type=Path, help="report folder (default: eval/reports/<name>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)

@@ -93,10 +93,12 @@ class IngestReport:
     passages_total: int = 0
     seconds: float = 0.0
     written: bool = False
+    where: str = ""  # the store, when it is not the folder index_path (Milvus)
 
     def summary(self) -> str:
         lines = [
-            f"index {self.index_path}: {len(self.added)} added, {len(self.updated)} updated, "
+            f"{self.where or f'index {self.index_path}'}: {len(self.added)} added, "
+            f"{len(self.updated)} updated, "
             f"{len(self.removed)} removed, {len(self.unchanged)} unchanged; "
             f"{self.passages_embedded} passages embedded"
             + (f" ({self.passages_reused} of them reused from an interrupted ingest)"
@@ -178,6 +180,60 @@ def configure_search(index: faiss.Index, settings: Settings) -> None:
         index.nprobe = settings.ivf_nprobe
 
 
+def check_manifest(manifest: dict, settings: Settings | None, where: str, option: str) -> None:
+    """Refuse a build this program cannot read, or one made with another embedder than
+    the settings name (its vectors would not be comparable with the questions')."""
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"{where} has format version {manifest.get('format_version')}, this "
+            f"program reads version {FORMAT_VERSION}: rebuild it with `assistant ingest "
+            f"... {option} --rebuild`"
+        )
+    if settings is not None and manifest["embedder"] != settings.embedder:
+        raise IndexMismatchError(
+            f"{where} was built with embedder {manifest['embedder']!r} "
+            f"({manifest['dimension']} dimensions) but the settings use "
+            f"{settings.embedder!r}: set ASSISTANT_EMBEDDER={manifest['embedder']} or "
+            f"rebuild with `assistant ingest ... {option} --rebuild`"
+        )
+
+
+def open_index(settings: Settings, check: bool = True) -> "Index":
+    """The live build of the store the settings name: FAISS files in settings.index_path,
+    or a Milvus collection (assistant/milvus.py). ``check``: refuse another embedder."""
+    if settings.store == "milvus":
+        from assistant.milvus import MilvusIndex
+
+        return MilvusIndex.open(settings, check=check)
+    return Index.open(settings.index_path, settings if check else None)
+
+
+def has_index(settings: Settings) -> bool:
+    if settings.store == "milvus":
+        from assistant.milvus import MilvusIndex
+
+        return MilvusIndex.current_build_of(settings) is not None
+    return Index.current_build(Path(settings.index_path)) is not None
+
+
+def store_name(settings: Settings) -> str:
+    """How messages name a Milvus store ("" for the FAISS folder, named by its path)."""
+    if settings.store != "milvus":
+        return ""
+    return f"Milvus index {settings.milvus_collection!r} at {settings.milvus_uri}"
+
+
+def write_index(settings: Settings, manifest: dict, documents: list["DocumentInfo"],
+                passages: list[Passage], vectors: np.ndarray) -> None:
+    """A new build, switched in whole: see Index.write and MilvusIndex.write."""
+    if settings.store == "milvus":
+        from assistant.milvus import MilvusIndex
+
+        MilvusIndex.write(settings, manifest, documents, passages, vectors)
+    else:
+        Index.write(Path(settings.index_path), manifest, documents, passages, vectors)
+
+
 class Index:
     """A loaded build: passages, their vectors and one FAISS index per kind."""
 
@@ -215,8 +271,14 @@ class Index:
             return None
         return path / "builds" / pointer.read_text().strip()
 
+    def created(self) -> float:
+        """When this build was made (seconds since the epoch)."""
+        return self.build.stat().st_mtime
+
     @classmethod
     def open(cls, path: str | Path, settings: Settings | None = None) -> "Index":
+        if settings is not None and settings.store == "milvus":  # path is not used
+            return open_index(settings)
         path = Path(path)
         build = cls.current_build(path)
         if build is None or not (build / "manifest.json").is_file():
@@ -224,19 +286,7 @@ class Index:
                 f"no index at {path}: build one with `assistant ingest corpus/ --index {path}`"
             )
         manifest = json.loads((build / "manifest.json").read_text())
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexMismatchError(
-                f"index {path} has format version {manifest.get('format_version')}, this "
-                f"program reads version {FORMAT_VERSION}: rebuild it with `assistant ingest "
-                f"... --index {path} --rebuild`"
-            )
-        if settings is not None and manifest["embedder"] != settings.embedder:
-            raise IndexMismatchError(
-                f"index {path} was built with embedder {manifest['embedder']!r} "
-                f"({manifest['dimension']} dimensions) but the settings use "
-                f"{settings.embedder!r}: set ASSISTANT_EMBEDDER={manifest['embedder']} or "
-                f"rebuild with `assistant ingest ... --index {path} --rebuild`"
-            )
+        check_manifest(manifest, settings, f"index {path}", f"--index {path}")
         documents = {d["id"]: DocumentInfo(**d)
                      for d in json.loads((build / "documents.json").read_text())}
         with (build / "passages.jsonl").open() as f:
@@ -341,10 +391,10 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
     """Load, chunk, embed and store; see the module docstring for the sync rules."""
     started = time.perf_counter()
     index_path = Path(settings.index_path)
-    report = IngestReport(index_path=index_path)
+    report = IngestReport(index_path=index_path, where=store_name(settings))
     previous = None
-    if not rebuild and Index.current_build(index_path) is not None:
-        previous = Index.open(index_path)
+    if not rebuild and has_index(settings):
+        previous = open_index(settings, check=False)
     # PDFs and web pages whose file, sidecar entry and options are unchanged are not read
     # again (reading a PDF costs more than hashing it); their passages are kept.
     known = {str(Path(info.path).resolve()): info.fingerprint
@@ -365,7 +415,8 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
         old_params = {k: previous.manifest.get(k) for k in params}
         if old_params != params:
             raise IndexMismatchError(
-                f"index {index_path} was built with {old_params}, the settings ask for "
+                f"{store_name(settings) or f'index {index_path}'} was built with "
+                f"{old_params}, the settings ask for "
                 f"{params}: use --rebuild to re-embed everything, or another --index"
             )
     if not documents and not unchanged_files and previous is None:
@@ -476,7 +527,7 @@ def ingest(paths: list[str | Path], settings: Settings, kind: Kind | None = None
     }
     from assistant import __version__
     manifest["assistant_version"] = __version__
-    Index.write(index_path, manifest, infos, passages, vectors)
+    write_index(settings, manifest, infos, passages, vectors)
     if checkpoint is not None:
         checkpoint.remove()  # the build it served is live
     report.passages_total = len(passages)

@@ -131,6 +131,15 @@ class LexicalIndex:
         top = top[np.lexsort((top, -scores[top]))]
         return [(int(r), float(scores[r])) for r in top if scores[r] > 0]
 
+    def candidates(self, text: str, words: list[str], depth: int, rows: list[int]
+                   ) -> tuple[list[tuple[int, float]], list[float]]:
+        """The ``depth`` best passages (row, score) for a query, and the scores of the given
+        rows (the dense candidates). ``text`` is the query as typed, ``words`` as BM25
+        reads it; a Milvus store (assistant/milvus.py) answers the same question."""
+        scores = self.scores(words)
+        top = self.search(words, depth, scores)
+        return top, [float(scores[r]) for r in rows] if self.size else [0.0] * len(rows)
+
 
 def lexical_words(text: str) -> list[str]:
     """The stemmed, stopworded words of a text, as BM25 indexed them, in order."""
@@ -165,6 +174,8 @@ class Retriever:
         """BM25 over each kind's passages, with the settings' k1 and b, kept in the build
         folder after the first open (``keep``; not for the trial values of a fit)."""
         k1, b = settings.bm25_k1, settings.bm25_b
+        if keep and hasattr(self.index, "lexical_indexes"):  # Milvus: BM25 in the store
+            return self.index.lexical_indexes()
 
         def texts(kind: Kind) -> list[str]:
             return [self.passage_text(self.index.passages[row]) for row in self.index.rows[kind]]
@@ -226,22 +237,24 @@ class Retriever:
         candidate's cosine and BM25 score."""
         query = SearchQuery(query) if isinstance(query, str) else query
         vector = self.query_vector(query) if vector is None else vector
-        words = lexical_words(query.lexical or query.text)
+        text = query.lexical or query.text
+        words = lexical_words(text)
         dense: list[int] = []
         lexical: list[tuple[float, int]] = []
         bm25: dict[int, float] = {}
         for kind in KINDS:
             rows, index = self.index.rows[kind], self.lexical[kind]
-            found = [int(rows[local]) for local in self.index.search_rows(vector, kind, depth)]
-            scores = index.scores(words)
-            top = [(score, int(rows[local])) for local, score in index.search(words, depth, scores)]
+            local = self.index.search_rows(vector, kind, depth)
+            # The dense candidates' BM25 scores too: fusion by score, unlike by rank, can
+            # use a passage that one ranking did not list.
+            best, scores = index.candidates(text, words, depth, local)
+            found = [int(rows[r]) for r in local]
+            top = [(score, int(rows[r])) for r, score in best]
             dense += found
             lexical += top
-            # The dense candidates' BM25 scores too (rows of a kind are ascending): fusion
-            # by score, unlike by rank, can use a passage that one ranking did not list.
             if index.size:
-                kind_rows = list(dict.fromkeys(found + [r for _, r in top]))
-                bm25.update(zip(kind_rows, map(float, scores[np.searchsorted(rows, kind_rows)])))
+                bm25.update(zip(found, scores))
+                bm25.update((r, score) for score, r in top)
         lexical.sort(reverse=True)
         if query.other_sense_docs:  # "CRS" as chronic rhinosinusitis, for a CAR T question
             passages, other = self.index.passages, query.other_sense_docs

