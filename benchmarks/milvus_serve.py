@@ -34,7 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.load import Run, scenario, stored_turns, table  # noqa: E402
-from tests.server_fixtures import PG_BIN, _as_postgres, free_port  # noqa: E402
+from tests.server_fixtures import free_port, start_postgres  # noqa: E402
 
 
 def wait_for_port(port: int, process: subprocess.Popen, what: str, log: Path) -> None:
@@ -47,25 +47,6 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str, log: Path) ->
                 return
         time.sleep(0.3)
     raise SystemExit(f"{what} did not listen on {port}:\n" + log.read_text()[-3000:])
-
-
-def start_postgres(folder: Path) -> tuple[str, callable]:
-    data, sockets = folder / "pg", folder / "pg-sock"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    run = lambda args: subprocess.run(_as_postgres(args), check=True, capture_output=True)  # noqa: E731
-    run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
-         "UTF8", "--no-sync"])
-    run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "pg.log"), "-w", "-o",
-         f"-h 127.0.0.1 -p {port} -k {sockets} -F -c max_connections=200", "start"])
-    run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-         "conversations"])
-    stop = lambda: subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m",  # noqa: E731
-                                               "fast", "-w", "stop"]), capture_output=True)
-    return f"postgresql://postgres@127.0.0.1:{port}/conversations", stop
 
 
 async def spread(bases: list[str], name: str, clients: int, requests: int) -> Run:
@@ -96,7 +77,7 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="milvus-serve-"))
     stop_postgres = None
     try:
-        postgres, stop_postgres = start_postgres(folder)
+        postgres, stop_postgres = start_postgres(folder, "-c max_connections=200")
         milvus_port = free_port()
         log = folder / "milvus.log"
         processes.append(subprocess.Popen(

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -113,6 +114,36 @@ def _as_postgres(args: list[str]) -> list[str]:
     return args
 
 
+def start_postgres(folder: Path, options: str = "") -> tuple[str, Callable[[], None]]:
+    """A PostgreSQL 15 cluster in ``folder`` on 127.0.0.1 (``options``: more server
+    flags): its URL and how to stop it. Used by the tests and benchmarks/milvus_serve.py."""
+    data, sockets = folder / "data", folder / "sock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+
+    def run(args: list[str]) -> None:
+        subprocess.run(_as_postgres(args), check=True, capture_output=True, timeout=120)
+
+    def stop() -> None:
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast",
+                                     "-w", "stop"]), capture_output=True, timeout=120)
+
+    run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+         "-E", "UTF8", "--no-sync"])
+    run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-t", "60",
+         "-o", f"-h 127.0.0.1 -p {port} -k {sockets} -F {options}", "start"])
+    try:
+        run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+             "conversations"])
+    except BaseException:
+        stop()
+        raise
+    return f"postgresql://postgres@127.0.0.1:{port}/conversations", stop
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A PostgreSQL 15 cluster in a temporary folder on 127.0.0.1, removed afterwards."""
@@ -121,25 +152,13 @@ def postgres_url():
     if os.geteuid() == 0 and (shutil.which("runuser") is None or _no_user("postgres")):
         pytest.skip("running as root without a `postgres` user (or runuser) for initdb")
     folder = Path(tempfile.mkdtemp(prefix="pg-test-"))
-    data, sockets = folder / "data", folder / "sock"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    run = lambda args: subprocess.run(_as_postgres(args), check=True, capture_output=True,  # noqa: E731
-                                      timeout=120)
-    run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-         "-E", "UTF8", "--no-sync"])
-    run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-t", "60",
-         "-o", f"-h 127.0.0.1 -p {port} -k {sockets} -F", "start"])
     try:
-        run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-             "conversations"])
-        yield f"postgresql://postgres@127.0.0.1:{port}/conversations"
+        url, stop = start_postgres(folder)
+        try:
+            yield url
+        finally:
+            stop()
     finally:
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "-w", "stop"]), capture_output=True, timeout=120)
         shutil.rmtree(folder, ignore_errors=True)
 
 
