@@ -19,6 +19,7 @@ from assistant.embedding import load_embedder
 from assistant.index import Index
 from assistant.retrieval import Retriever, lexical_words
 from assistant.scope import ScopeJudge
+from assistant.sentence_scoring import asked_for
 from assistant.settings import Settings
 from assistant.types import Answer, Turn
 
@@ -113,7 +114,8 @@ class Assistant:
         return SearchQuery(
             expanded, standalone.focus and reading.spell_out(standalone.focus),
             lexical=lexical, other_sense_docs=reading.other_sense_docs,
-            cited_docs=cited, population=conversation_population(question, turns)), note
+            cited_docs=cited, population=conversation_population(question, turns),
+            asked=asked_for(question, standalone.text)), note
 
     def stands_alone(self, text: str) -> bool:
         """Whether a follow-up's own words find evidence by themselves (condense.py)."""

@@ -31,9 +31,10 @@ from assistant.sentence_scoring import (
     SentenceScorer,
     about_the_study_only,
     advice,
+    answers,
+    asked_for,
     asks_about_studies,
     features,
-    quantity_asked,
 )
 from assistant.sentences import passage_sentences, quotable, split_sentences
 from assistant.settings import Settings
@@ -54,9 +55,10 @@ __all__ = ["ExtractiveComposer", "split_sentences", "Candidate", "candidates_of"
 
 SENTENCE_CACHE = 50_000
 SUBJECT_SHARE = 0.5  # of the subject's words, when the question names a disease category
-# A sentence without the dose or rate that the question asks for scores this share of its
-# score: it can still lead when nothing states one. A design value, not fitted.
-QUANTITY_MISSING = 0.6
+# A sentence without the dose, rate or treatment that the question asks for
+# (sentence_scoring.asked_for) scores this share of its score: it can still lead when
+# nothing states one. A design value, not fitted.
+ASKED_MISSING = 0.6
 # Passages around a passage in its document: (text before, text after), same section.
 Neighbours = Callable[[Passage], tuple[str | None, str | None]]
 
@@ -137,8 +139,9 @@ class ExtractiveComposer:
               found: dict[Kind, list[ScoredPassage]], documents: dict[str, DocumentInfo],
               question: str = "") -> tuple[list[Candidate], np.ndarray, np.ndarray]:
         """The candidate sentences, their vectors and their feature rows, each candidate's
-        ``similarity`` and ``score`` set. ``question``, as typed, says whether a dose or a
-        rate is asked for (its own words: a follow-up's topic may hold "dose")."""
+        ``similarity`` and ``score`` set. ``question``, as typed, says whether a dose, a rate
+        or a treatment is asked for; the standalone query only where it asks for none (a
+        follow-up's topic may hold "dose")."""
         candidates = candidates_of(found, self.neighbours)
         vectors = self._embed([c.text for c in candidates])
         weights = _query_term_weights(standalone_query, found)
@@ -176,10 +179,9 @@ class ExtractiveComposer:
                 position=c.position,
                 sentences=c.sentences, section=c.hit.passage.section)))
         rows = np.array(rows, dtype=np.float64).reshape(len(candidates), len(FEATURES))
-        wanted = quantity_asked(question or standalone_query)
+        asked = asked_for(question or standalone_query, standalone_query)
         for c, p in zip(candidates, self.scorer.score(rows)):
-            c.score = float(p) * (1.0 if wanted is None or wanted.search(c.text)
-                                  else QUANTITY_MISSING)
+            c.score = float(p) * (1.0 if answers(asked, c.text) else ASKED_MISSING)
         return candidates, vectors, rows
 
     def select(self, candidates: list[Candidate], vectors: np.ndarray,

@@ -226,6 +226,9 @@ class SearchQuery:
     # "child" or "adult" when the conversation says: documents written for the other
     # population rank a little lower (Settings.population_prior).
     population: str | None = None
+    # What the question asks for (sentence_scoring.asked_for): a treatment question's
+    # passages in treatment sections rank a little higher (Settings.asked_section_prior).
+    asked: str | None = None
 
 
 def condense(question: str, history: Sequence[Turn],

@@ -39,6 +39,7 @@ from assistant.condense import SearchQuery, content_words
 from assistant.embedding import Embedder
 from assistant.index import Index
 from assistant.rerank import Reranker, reranked, to_rerank
+from assistant.sentence_scoring import treatment_section
 from assistant.settings import Settings
 from assistant.types import KINDS, Kind, ScoredPassage
 
@@ -266,7 +267,8 @@ class Retriever:
         dense.sort(key=lambda r: (cosine[r], r), reverse=True)
         return Candidates(vector=vector, dense=dense, lexical=[r for _, r in lexical],
                           cosine=cosine, bm25=bm25, follow_up=bool(query.focus),
-                          cited_docs=query.cited_docs, population=query.population)
+                          cited_docs=query.cited_docs, population=query.population,
+                          asked=query.asked)
 
     def fuse(self, found: Candidates, top_k: int, settings: Settings | None = None
              ) -> dict[Kind, list[ScoredPassage]]:
@@ -303,6 +305,11 @@ class Retriever:
             fused = fused - s.population_prior * np.array(
                 [self.written_for(self.index.passages[r].doc_id) not in (None, found.population)
                  for r in rows])
+        if found.asked == "treatment" and s.asked_section_prior:
+            # "1L tx for HCL?" is answered in "Treatment Options for Hairy Cell Leukemia",
+            # not in "Diagnostic Evaluation", which names the disease as often.
+            fused = fused + s.asked_section_prior * np.array(
+                [treatment_section(self.index.passages[r].section) for r in rows])
         for i in sorted(range(len(rows)), key=lambda i: (-fused[i], rows[i])):
             passage = self.index.passages[rows[i]]
             kept, cosine_i = hits[passage.kind], found.cosine[rows[i]]
@@ -360,3 +367,4 @@ class Candidates:
     follow_up: bool = False  # the query is a follow-up read with its conversation
     cited_docs: frozenset[str] = frozenset()  # what the previous answer cited
     population: str | None = None  # "child" or "adult", when the question says
+    asked: str | None = None  # what the question asks for (sentence_scoring.asked_for)

@@ -56,20 +56,74 @@ _BIBLIOGRAPHIC = re.compile(
 _ASKS_ABOUT_STUDIES = re.compile(
     r"\b(design\w*|trials?|stud(y|ies)|methods?|enrol\w*|randomi[sz]\w*|who (reported|"
     r"published)|references?|authors?)\b", re.I)
-# A question that asks for a quantity ("Adjuvant RT dose?", "how common was severe
-# CRS?") is answered by a sentence that states one, not by one about the same treatment.
+# What a question asks for, and what a sentence that gives it states. A question that asks
+# for a quantity ("Adjuvant RT dose?", "how common was severe CRS?") is answered by a
+# sentence that states one, not by one about the same treatment; one that asks for a
+# treatment ("1L tx for HCL?", "options for recurrent thymic carcinoma?") by a sentence that
+# names one, not by one on the disease's incidence or features.
 _ASKS_DOSE = re.compile(r"(?<![\w-])(?<!high )(?<!low )(doses?|dosing|dosage)\b(?!-)", re.I)
 _ASKS_RATE = re.compile(
     r"\b(how (common|often|likely|many|frequent\w*)|rates?|incidence|frequency|prevalence|"
     r"proportion|percentage)\b", re.I)
+# Toxicity is asked about in words a treatment question shares ("side effects of CAR T-cell
+# therapy"); it has no rule of its own but is not read as a treatment question.
+_ASKS_HARM = re.compile(r"\b(toxicit\w*|side[- ]effects?|adverse|complications?|safety|"
+                        r"safe|harms?|risks?)\b", re.I)
+_ASKS_TREATMENT = re.compile(
+    r"\b(tx|treat\w*|therap\w*|manag\w*|options?|regimens?|(first|second|third)[- ]line|"
+    r"[123]L|systemic|drugs? of choice|standard of care|what to (give|use|start)|"
+    r"next step)\b", re.I)
 _DOSE = re.compile(r"\d\s*(Gy|cGy|mg|g|µg|mcg|IU|units?|mL)\b")
 _RATE = re.compile(r"\d\s*%|\b\d+(\.\d+)? (of|in|out of) \d|\b(hazard|odds) ratio\b|"
                    r"\b(HR|OR|RR)\b|\brelative risk\b|\bone in\b|\bper \d")
+# A sentence that names a treatment: the words of treating, and drug names by the endings
+# of the WHO's International Nonproprietary Name stems (-mab, -nib, -platin, -rubicin, ...).
+_DRUG_STEMS = (
+    r"mab|nib|lib|platin|taxel|rubicin|mycin|fosfamide|mustine|abine|ribine|trexed|trexate|"
+    r"tecan|poside|limus|ciclib|parib|zomib|degib|lisib|statin|pril|sartan|olol|dipine|azole|"
+    r"floxacin|cillin|cycline|vir|setron|pitant|oxetine|axine|opram|triptyline|pentin|"
+    r"gabalin|onidine|dronate|relin|relix|lutamide|strozole|ifen|ifene|parin|cept|leukin|"
+    r"poetin|grastim|mod|glutide|sone|olone|nide|mide|kinra|fentanil|morphone|codone|taxane")
+_TREATMENT = re.compile(
+    rf"\b(\w{{3,}}({_DRUG_STEMS})|treat\w*|therap\w*|regimens?|chemo\w*|radiation|"
+    r"radiotherap\w*|irradiat\w*|surg\w*|resect\w*|\w+ectomy|excision|transplant\w*|"
+    r"inhibitors?|agents?|drugs?|dos(e|es|ing)|administ\w*|given|receiv\w*|infusions?|"
+    r"vaccin\w*|interferon|steroids?|corticosteroids?|cream|laser|cryo\w*|ablation|"
+    r"observation|surveillance|watchful|watch and wait|manag\w*|options?|(first|second)-line|"
+    r"consolidation|maintenance|adjuvant|neoadjuvant|induction|salvage|interventions?|"
+    r"prescri\w*|supplement\w*|placebo|efficac\w*|remission|respon\w*)\b", re.I)
 
 
-def quantity_asked(question: str) -> re.Pattern | None:
-    """What a sentence must state to answer a question that asks for a dose or a rate."""
-    return _DOSE if _ASKS_DOSE.search(question) else _RATE if _ASKS_RATE.search(question) else None
+# Where a document discusses treatment, by its section headings ("Treatment Options for
+# Recurrent Thymoma > Sunitinib", "Other Pharmacological Interventions").
+_TREATMENT_SECTION = re.compile(r"\b(treat\w*|therap\w*|manag\w*|interventions?|options?|"
+                                r"regimens?|drugs?|agents?|inhibitors?|surgery)\b", re.I)
+ANSWERED_BY = {"dose": _DOSE, "rate": _RATE, "treatment": _TREATMENT}
+
+
+def asked_for(question: str, topic: str = "") -> str | None:
+    """What the question asks for: "dose", "rate", "treatment" or None (no rule; a sentence
+    that answers it states what ANSWERED_BY names). Read from the question as typed, then,
+    if it asks for none of them, from the conversation's topic ("what if she is pregnant?"
+    after "second line?")."""
+    if _ASKS_DOSE.search(question):
+        return "dose"
+    if _ASKS_RATE.search(question):
+        return "rate"
+    if _ASKS_HARM.search(question):
+        return None
+    if _ASKS_TREATMENT.search(question):
+        return "treatment"
+    return asked_for(topic) if topic else None
+
+
+def answers(asked: str | None, sentence: str) -> bool:
+    """Whether a sentence states what the question asks for (always, with no rule)."""
+    return asked is None or bool(ANSWERED_BY[asked].search(sentence))
+
+
+def treatment_section(section: str) -> bool:
+    return bool(_TREATMENT_SECTION.search(section))
 
 
 _RESULT_SECTION = re.compile(r"\b(results?|findings|conclusions?|outcomes?|summary)\b", re.I)

@@ -121,11 +121,12 @@ _OPEN_ENDING = re.compile(
     r"\b(vs|versus|compared (with|to)|than|and|or|of|with|the|a|an|to|for|in|e\.g|i\.e|"
     r"including|such as)\.$", re.I)
 _SOURCE_CITATION = re.compile(r"\[\d+(?:\s*[,\u2013-]\s*\d+)*\]")
-# A sentence about the document rather than about patients: it quotes as a false claim.
+# A sentence about the document rather than about patients: it quotes as a false claim,
+# or points to a figure or table the answer does not show ("Figure 1 depicts ...").
 _META = re.compile(
-    r"\b(this summary|these sources|this section|original publication|the following "
-    r"(table|figure)|(is|are) (summarized|listed|shown|described) (below|above|in (table|"
-    r"figure)))\b|^the following (is|are)\b", re.I)
+    r"\b((figure|table|fig\.) \d+|this summary|these sources|this section|"
+    r"original publication|the following (table|figure)|(is|are) (summarized|listed|shown|"
+    r"described) (below|above|in (table|figure)))\b|^the following (is|are)\b", re.I)
 
 
 def problems(sentence: str) -> list[str]:

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     # Taken from the fused score of passages in documents written for the other population
     # (an adult's question and "Childhood CML Treatment", by title): a prior, as above.
     population_prior: float = Field(0.05, ge=0)
+    # Added to the fused score of passages in a treatment section (by its headings) when
+    # the question asks for a treatment: a prior, as above.
+    asked_section_prior: float = Field(0.05, ge=0)
     # Weight of a self-contained question's corpus-rare words in its vector. A design
     # value, not fitted: in a narrow corpus (the starter one) it is what finds "solid"
     # among CAR-T documents; on BioASQ 7B-10B 0.0 would gain 0.002 nDCG@10.

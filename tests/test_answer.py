@@ -197,21 +197,30 @@ def test_sentence_cache_overflow_keeps_answers_whole(starter_assistant, monkeypa
     assert again.to_text() == first.to_text()
 
 
-def test_a_question_that_asks_for_a_dose_or_a_rate_is_answered_with_one(starter_assistant):
-    from assistant.sentence_scoring import quantity_asked
+def test_a_question_that_asks_for_a_dose_a_rate_or_a_treatment_is_answered_with_one(
+        starter_assistant):
+    from assistant.sentence_scoring import answers, asked_for
 
-    assert quantity_asked("Adjuvant RT dose?").search("50 Gy in 2-Gy fractions")
-    assert quantity_asked("Is high-dose vitamin C safe?") is None
-    assert quantity_asked("how common was severe CRS?").search("occurred in 12% of patients")
+    assert asked_for("Adjuvant RT dose?") == "dose"
+    assert answers("dose", "50 Gy in 2-Gy fractions")
+    assert asked_for("Is high-dose vitamin C safe?") is None
+    assert asked_for("how common was severe CRS?") == "rate"
+    assert answers("rate", "occurred in 12% of patients")
+    assert asked_for("1L tx for HCL?") == "treatment"
+    assert answers("treatment", "Cladribine induces durable remissions.")
+    assert not answers("treatment", "There is a variant which accounts for 10% of cases.")
+    # Toxicity questions share a treatment question's words but are not one; a follow-up
+    # that asks for nothing itself takes what its conversation asked for.
+    assert asked_for("What are the side effects of CAR T-cell therapy?") is None
+    assert asked_for("what if she is pregnant?", "second line — 1L tx for HCL") == "treatment"
     question = "How common is severe cytokine release syndrome after CAR T-cell therapy?"
     answer = starter_assistant.ask(question)
     check_invariants(answer)
-    rate = quantity_asked(question)
-    assert any(rate.search(s.text) for s in answer.statements()), answer.to_text()
+    assert any(answers("rate", s.text) for s in answer.statements()), answer.to_text()
     # The best-scored sentence states a rate (without the rule, a definition of CRS).
     query, _ = starter_assistant.search_query(question, [])
     vector, found = starter_assistant.retriever.retrieve(query)
     composer, documents = starter_assistant.composer, starter_assistant.index.documents
     best = max(composer.score(query.text, vector, found, documents, question)[0],
                key=lambda c: c.score)
-    assert rate.search(best.text), best.text
+    assert answers("rate", best.text), best.text

@@ -134,3 +134,21 @@ def test_an_adults_question_leans_away_from_documents_written_for_children(start
 
     assert children_share(without) > 0  # the starter corpus has childhood ALL documents
     assert children_share(with_prior) < children_share(without)
+
+
+def test_a_treatment_question_leans_towards_treatment_sections(starter_assistant):
+    from assistant.sentence_scoring import treatment_section
+
+    query, _ = starter_assistant.search_query("How is cytokine release syndrome managed?", [])
+    assert query.asked == "treatment"
+    retriever, settings = starter_assistant.retriever, starter_assistant.settings
+    found = retriever.candidates(query, depth=40)
+    with_prior = {h.passage.id: h for hs in retriever.fuse(found, 40).values() for h in hs}
+    without = {h.passage.id: h for hs in retriever.fuse(found, 40, settings.with_overrides(
+        asked_section_prior=0.0)).values() for h in hs}
+    raised = {pid for pid in with_prior.keys() & without.keys()
+              if with_prior[pid].fusion - without[pid].fusion > 1e-9}
+    assert raised  # the starter corpus has sections on managing toxicities
+    assert all(treatment_section(with_prior[pid].passage.section) for pid in raised)
+    assert all(abs(with_prior[pid].fusion - without[pid].fusion
+                   - settings.asked_section_prior) < 1e-6 for pid in raised)

@@ -74,6 +74,8 @@ def test_overlap_that_starts_after_an_abbreviation_is_not_a_sentence_start():
     ("The overall response rate in the larger trial was 19.9% vs.", "ends mid-phrase"),
     ("Survival was longer with the combination (hazard ratio 0.6.", "unbalanced"),
     ("These data are not available in these sources for adult patients.", "about the document"),
+    ("Figure 1 depicts bilateral renal tumors in a patient with the syndrome.",
+     "about the document"),
 ])
 def test_problems_name_what_is_wrong(sentence, problem):
     assert any(problem in p for p in problems(sentence)), problems(sentence)
